@@ -1,0 +1,1 @@
+"""Data curation: sources, Korean normalization, filters, PII redaction, deduplication."""

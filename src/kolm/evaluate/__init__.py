@@ -1,0 +1,1 @@
+"""Evaluation: perplexity, classification, few-shot, generation metrics, LLM-as-judge."""

@@ -1,0 +1,1 @@
+"""Fine-tuning: classification and instruction SFT with full or PEFT methods."""

@@ -1,0 +1,1 @@
+"""Inference: generation engine with KV cache, sampling, streaming; export."""

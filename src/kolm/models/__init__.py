@@ -1,0 +1,1 @@
+"""Model architectures written for kolm and packaged as Hugging Face models."""

@@ -1,0 +1,1 @@
+"""Tokenizer training and comparison for Korean."""

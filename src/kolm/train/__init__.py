@@ -1,0 +1,1 @@
+"""Pretraining: packing, the training loop, optimizer, schedule, checkpoints, distributed."""
