@@ -116,7 +116,7 @@ class RunConfig(Section):
         dev = self.device
         if not (dev in {"auto", "cpu", "cuda", "mps"} or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise ConfigError(
-                f"invalid configuration (설정 오류): device: {dev!r} is not allowed; "
+                f"device: {dev!r} is not allowed; "
                 "choose auto, cpu, cuda, cuda:N or mps"
             )
 

@@ -27,6 +27,6 @@ class PipelineConfig(Section):
         bad = [s for s in self.stages if s not in known]
         if bad:
             raise ConfigError(
-                f"invalid configuration (설정 오류): pipeline.stages: unknown stage(s) {bad}; "
+                f"pipeline.stages: unknown stage(s) {bad}; "
                 f"valid stages: {', '.join(known)}"
             )

@@ -56,10 +56,14 @@ class Section:
         problems = _check_section(self, prefix="")
         if problems:
             raise ConfigError(_format_problems(problems))
-        self.validate()
+        try:
+            self.validate()
+        except ConfigError as exc:
+            text = str(exc)
+            raise ConfigError(text if text.startswith(_HEAD) else _format_problems([text])) from None
 
     def validate(self) -> None:
-        """Cross-field checks; override and raise ConfigError naming the fields."""
+        """Cross-field checks; override and raise ConfigError("field: what is wrong; what to do")."""
 
 
 # ----------------------------------------------------------------------------
@@ -230,12 +234,16 @@ def _build(cls: type, data: dict[str, Any], prefix: str, problems: list[str]) ->
     try:
         return cls(**kwargs)
     except ConfigError as exc:
-        problems.extend(str(exc).splitlines()[1:] or [str(exc)])
+        lines = str(exc).splitlines()
+        problems.extend(line.strip().removeprefix("- ") for line in lines[1:] or lines)
         return None
 
 
+_HEAD = "invalid configuration (설정 오류)"
+
+
 def _format_problems(problems: list[str]) -> str:
-    head = "invalid configuration (설정 오류): " + str(len(problems)) + " problem(s)"
+    head = f"{_HEAD}: {len(problems)} problem(s)"
     return "\n".join([head] + [f"  - {p}" for p in problems])
 
 

@@ -1,0 +1,1 @@
+"""Command-line views of the stages: `kolm <command>`."""

@@ -1,0 +1,148 @@
+"""The `kolm` command line: parses, loads the config, calls a stage. Nothing else.
+
+Stage commands are generated from the stage table (`kolm.stages.STAGES`); the
+other commands come from the TOOLS table below. Errors a user can cause print
+one line and exit with code 2; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import typer
+
+from kolm.stages import STAGES, Stage
+
+# Commands that are not pipeline stages: name -> "module:function" (a typer command function).
+TOOLS: dict[str, str] = {
+    "doctor": "kolm.cli.doctor:command",
+    "pipeline": "kolm.cli.pipeline:command",
+    "report": "kolm.cli.report:command",
+}
+
+HELP = """kolm: 한국어 LLM을 처음부터 — from raw Korean text to a served, aligned chat model.
+
+Each stage reads and writes a run directory (runs/<name>/). Start with
+`kolm doctor`, then `kolm pipeline --config tiny`.
+"""
+
+app = typer.Typer(
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="preset name (tiny, small, base) or YAML file (설정 파일)")
+RunDirOpt = typer.Option(None, "--run-dir", help="run directory (default: runs/<name>)")
+ForceOpt = typer.Option(False, "--force", help="re-run even when inputs and config are unchanged")
+DebugOpt = typer.Option(False, "--debug", help="show full tracebacks")
+
+
+def split_args(stage: Stage, args: list[str]) -> tuple[str | None, list[str]]:
+    """Separate an optional leading action (`compare`) from `key=value` overrides."""
+    if args and "=" not in args[0]:
+        if args[0] in stage.actions:
+            return args[0], args[1:]
+        from kolm.errors import KolmError
+
+        valid = ", ".join(stage.actions) if stage.actions else "none"
+        raise KolmError(f"'{args[0]}' is neither an override (key=value) nor an action of '{stage.name}' (actions: {valid})")
+    return None, list(args)
+
+
+def _stage_command(stage: Stage) -> Callable[..., None]:
+    actions = f" Actions: {', '.join(stage.actions)}." if stage.actions else ""
+
+    def command(
+        args: Optional[List[str]] = typer.Argument(
+            None, metavar="[ACTION] [KEY=VALUE]...", help="optional action, then overrides such as pretrain.max_steps=50 (설정 덮어쓰기)"
+        ),
+        config: Optional[str] = ConfigOpt,
+        run_dir: Optional[Path] = RunDirOpt,
+        force: bool = ForceOpt,
+        debug: bool = DebugOpt,
+    ) -> None:
+        from kolm.config import load_config
+        from kolm.progress import Progress
+        from kolm.run import run_stage
+
+        action, overrides = split_args(stage, args or [])
+        cfg = load_config(config, overrides, run_dir=run_dir)
+        with Progress() as progress:
+            result = run_stage(cfg, stage.name, action=action, force=force, progress=progress)
+        where = cfg.run_path / stage.dir
+        state = "up to date" if result is None else "done"
+        typer.echo(f"{stage.name}{' ' + action if action else ''}: {state} -> {where}")
+
+    command.__doc__ = f"{stage.help}. Writes {stage.produces}.{actions}"
+    return command
+
+
+def _load(entry: str) -> Callable[..., Any]:
+    module_name, func = entry.split(":")
+    return getattr(importlib.import_module(module_name), func)
+
+
+def build_app() -> typer.Typer:
+    """Register one command per stage and per tool (one source of truth: the tables)."""
+    for stage in STAGES:
+        app.command(name=stage.name, help=None)(_stage_command(stage))
+    for name, entry in TOOLS.items():
+        app.command(name=name)(_load(entry))
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the app, turning user errors into one line and exit code 2."""
+    from kolm.errors import KolmError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    build_app()
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except KolmError as exc:
+        if debug:
+            raise
+        _fail(str(exc), exc.exit_code)
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        if debug:
+            raise
+        _fail(f"{exc.strerror or exc}: {exc.filename} (check the path)", 2)
+    except UnicodeDecodeError as exc:
+        if debug:
+            raise
+        _fail(f"input is not UTF-8 text ({exc.reason}); convert it to UTF-8 (예: iconv -f cp949 -t utf-8)", 2)
+    except KeyboardInterrupt:
+        _fail("interrupted (중단됨); finished stages and checkpoints are kept, re-run to continue", 130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        _fail("aborted", 1)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    first = message.strip().splitlines()
+    text = "\n".join(first) if first else message
+    sys.stderr.write(f"kolm: error: {text}\n(run again with --debug for the traceback)\n")
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
