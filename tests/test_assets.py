@@ -1,0 +1,56 @@
+"""The embedded corpus: present, well-formed, NFC, balanced, within the promised sizes."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+ASSETS = Path(__file__).resolve().parents[1] / "src" / "kolm" / "assets"
+
+
+def _jsonl(name: str) -> list[dict]:
+    path = ASSETS / name
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_pretraining_documents_cover_genres_and_size():
+    files = sorted((ASSETS / "corpus").glob("*.jsonl"))
+    docs = [d for f in files for d in _jsonl(f"corpus/{f.name}")]
+    size = sum(len(d["text"].encode("utf-8")) for d in docs)
+    assert size >= 150_000
+    genres = Counter(d["genre"] for d in docs)
+    assert {"encyclopedia", "news", "essay", "dialogue", "review", "howto"} <= set(genres)
+    assert len({d["text"] for d in docs}) == len(docs)  # no repeated documents
+
+
+def test_labelled_reviews_are_balanced_and_split():
+    train, test = _jsonl("reviews_train.jsonl"), _jsonl("reviews_test.jsonl")
+    assert len(train) + len(test) >= 500
+    for split in (train, test):
+        counts = Counter(r["label"] for r in split)
+        assert set(counts) == {0, 1} and abs(counts[0] - counts[1]) <= len(split) * 0.05
+    assert not {r["text"] for r in train} & {r["text"] for r in test}
+
+
+def test_instructions_preferences_and_eval_prompts():
+    inst = _jsonl("instructions.jsonl")
+    assert len(inst) >= 150 and all(r["instruction"] and r["output"] for r in inst)
+    prefs = _jsonl("preferences.jsonl")
+    assert len(prefs) >= 100 and all(r["chosen"] != r["rejected"] for r in prefs)
+    prompts = _jsonl("eval_prompts.jsonl")
+    assert len(prompts) >= 40 and all(r["prompt"] for r in prompts)
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(ASSETS).as_posix() for p in ASSETS.rglob("*.jsonl")))
+def test_every_file_is_nfc_text(path):
+    text = (ASSETS / path).read_text(encoding="utf-8")
+    assert unicodedata.is_normalized("NFC", text)
+
+
+def test_assets_stay_compact():
+    total = sum(p.stat().st_size for p in ASSETS.rglob("*") if p.is_file())
+    assert total < 2 * 1024 * 1024
