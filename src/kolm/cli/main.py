@@ -21,6 +21,7 @@ TOOLS: dict[str, str] = {
     "doctor": "kolm.cli.doctor:command",
     "pipeline": "kolm.cli.pipeline:command",
     "report": "kolm.cli.report:command",
+    "merge": "kolm.cli.merge:command",
 }
 
 HELP = """kolm: 한국어 LLM을 처음부터 — from raw Korean text to a served, aligned chat model.
