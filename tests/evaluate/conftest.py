@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
 WORDS = (
@@ -51,3 +55,49 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer, tiny_lm):
     tiny_lm.save_pretrained(path)
     tiny_tokenizer.save_pretrained(path)
     return path
+
+
+class JudgeHandler(BaseHTTPRequestHandler):
+    """Prefers the answer containing '서울'; if `biased`, always answers A (position bias)."""
+
+    requests: list = []
+    biased = False
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])).decode("utf-8"))
+        type(self).requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+        prompt = body["messages"][-1]["content"]
+        if "[답변 A]" in prompt:
+            a = prompt.split("[답변 A]")[1].split("[답변 B]")[0]
+            verdict = "A" if (self.biased or "서울" in a) else "B"
+            content = f"A가 더 정확합니다.\n판정: {verdict}" if verdict == "A" else f"B가 낫습니다.\n판정: {verdict}"
+        else:
+            answer = prompt.split("[답변]")[1]
+            content = "좋은 답변입니다.\n점수: 5" if "서울" in answer else "틀렸습니다.\n점수: 1"
+        data = json.dumps({"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def judge_server():
+    JudgeHandler.requests = []
+    JudgeHandler.biased = False
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), JudgeHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture()
+def judge_handler():
+    """The handler class of `judge_server` (its `requests` log and `biased` switch)."""
+    return JudgeHandler
