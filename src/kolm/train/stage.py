@@ -1,0 +1,344 @@
+"""The `pretrain` stage: pack the curated data, train KolmGPT from scratch, write an HF model dir.
+
+Reads `data/` (curated splits) and `tokenizer/`, packs both splits into token
+shards under `pretrain/packed/` (a no-op when already packed with the same
+tokenizer and data), builds the model from the `model:` section, trains it with
+`kolm.train.loop.train` per the `pretrain:` section (one process, or DDP/FSDP2
+under torchrun), and writes `pretrain/final/` (model + tokenizer, loadable with
+`AutoModelForCausalLM` after `import kolm.models.registry`), `metrics.jsonl`,
+`samples.jsonl` and `summary.md`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from kolm.errors import ConfigError, DataError, KolmError
+from kolm.run import StageContext, StageResult, append_jsonl, hash_path, resolve_device, write_json
+from kolm.train import distributed as dist
+from kolm.train.checkpoint import Checkpointer, model_state
+from kolm.train.loop import LoopSettings, TrainState, resolve_precision, train
+from kolm.train.metrics import bits_per_char, count_params, flops_per_token, peak_flops
+from kolm.train.optim import build_adamw
+from kolm.train.pack import PackedTokens, WindowSampler, pack_splits
+from kolm.train.schedule import build_scheduler
+
+__all__ = ["run", "build_model", "grad_accum_steps", "make_evaluator", "generate_samples"]
+
+
+# ----------------------------------------------------------------------------
+# Pieces (public so tests, benchmarks and the launcher reuse them)
+
+
+def build_model(model_cfg: Any, vocab_size: int, bos_id: int | None, eos_id: int | None, pad_id: int | None) -> nn.Module:
+    """KolmGPT from the run config's `model:` section and the tokenizer's vocabulary."""
+    try:
+        from kolm.models.registry import gpt_config_from_run
+    except ImportError:  # TEMPORARY until kolm.models lands: a Llama of the same shape
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        return LlamaForCausalLM(LlamaConfig(
+            vocab_size=vocab_size, hidden_size=model_cfg.d_model, intermediate_size=model_cfg.ffn_dim,
+            num_hidden_layers=model_cfg.n_layers, num_attention_heads=model_cfg.n_heads,
+            num_key_value_heads=model_cfg.n_kv_heads, max_position_embeddings=model_cfg.max_seq_len,
+            rope_theta=model_cfg.rope_theta, rms_norm_eps=model_cfg.norm_eps,
+            tie_word_embeddings=model_cfg.tie_embeddings, bos_token_id=bos_id, eos_token_id=eos_id,
+            pad_token_id=pad_id))
+
+    config = gpt_config_from_run(model_cfg, vocab_size=vocab_size, bos_token_id=bos_id, eos_token_id=eos_id,
+                                 pad_token_id=pad_id)
+    from kolm.models.registry import KolmGPTForCausalLM
+
+    return KolmGPTForCausalLM(config)
+
+
+def grad_accum_steps(tokens_per_step: int, batch_size: int, seq_len: int, world: int) -> int:
+    """Micro-batches per optimizer step so that the step sees about `tokens_per_step` tokens (at least 1)."""
+    if not tokens_per_step:
+        return 1
+    return max(1, round(tokens_per_step / (batch_size * seq_len * world)))
+
+
+def make_evaluator(val: PackedTokens, batch_size: int, max_batches: int, device: str):
+    """`evaluate(model, step)` -> {"val_loss", "val_bpc"} over the first windows of the validation split.
+
+    The same windows every time, so evaluations are comparable across steps and
+    runs; bits per character uses the split's characters-per-token ratio.
+    """
+    n = len(val) if max_batches == 0 else min(len(val), max_batches * batch_size)
+
+    def evaluate(model: nn.Module, step: int) -> dict[str, float]:
+        total, count = 0.0, 0
+        for start in range(0, n, batch_size):
+            batch = val.batch(range(start, min(n, start + batch_size)))
+            out = model(**{k: v.to(device) for k, v in batch.items()})
+            size = batch["input_ids"].shape[0]
+            total += float(out.loss) * size
+            count += size
+        loss = total / max(1, count)
+        return {"val_loss": loss, "val_bpc": bits_per_char(loss, 1, val.chars_per_token)}
+
+    return evaluate
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    for attr in ("module", "_orig_mod"):
+        while hasattr(model, attr) and isinstance(getattr(model, attr), nn.Module):
+            model = getattr(model, attr)
+    return model
+
+
+def generate_samples(model: nn.Module, tokenizer: Any, prompts: list[str], max_new_tokens: int, device: str,
+                     seed: int = 0) -> list[dict[str, str]]:
+    """Continuations of fixed prompts (top-k sampling, fixed seed); the training RNG is left untouched."""
+    model = _unwrap(model)
+    was_training = model.training
+    model.eval()
+    rows = []
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for prompt in prompts:
+            ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
+            if tokenizer.bos_token_id is not None:
+                ids = torch.cat([torch.tensor([[tokenizer.bos_token_id]], device=device), ids], dim=1)
+            out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=True, top_k=50, temperature=0.8,
+                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+                                 eos_token_id=tokenizer.eos_token_id)
+            text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+            rows.append({"prompt": prompt, "completion": text})
+    model.train(was_training)
+    return rows
+
+
+def _fingerprint(*parts: str) -> str:
+    return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def _trim_jsonl(path: Path, max_step: int) -> None:
+    """Drop records after `max_step` (left by an interrupted run that is now resumed)."""
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()
+            and json.loads(ln).get("step", 0) <= max_step]
+    path.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
+
+
+def _sinks(ctx: StageContext, cfg: Any) -> list:
+    sinks = []
+    if cfg.pretrain.tensorboard:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise KolmError("pretrain.tensorboard=true needs tensorboard: pip install tensorboard") from exc
+        writer = SummaryWriter(str(ctx.out / "tensorboard"))
+        sinks.append(lambda r: [writer.add_scalar(k, v, r["step"]) for k, v in r.items()
+                                if k != "step" and isinstance(v, (int, float))] and writer.flush())
+    if cfg.pretrain.wandb:
+        try:
+            import wandb
+        except ImportError as exc:
+            raise KolmError("pretrain.wandb=true needs wandb: pip install wandb (and `wandb login`)") from exc
+        wrun = wandb.init(project=cfg.pretrain.wandb_project, name=cfg.name, dir=str(ctx.out))
+        sinks.append(lambda r: wrun.log({k: v for k, v in r.items() if k != "step"}, step=r["step"]))
+    return sinks
+
+
+# ----------------------------------------------------------------------------
+# The stage
+
+
+def run(ctx: StageContext) -> StageResult:
+    """Pretrain per `cfg.model` and `cfg.pretrain`; see the module docstring for outputs."""
+    cfg, p = ctx.cfg, ctx.cfg.pretrain
+    if p.seq_len > cfg.model.max_seq_len:
+        raise ConfigError(
+            f"pretrain.seq_len: {p.seq_len} exceeds model.max_seq_len {cfg.model.max_seq_len}; "
+            "lower pretrain.seq_len or raise model.max_seq_len"
+        )
+    device = dist.init_distributed(resolve_device(cfg.device))
+    is_main, world = dist.is_main(), dist.world_size()
+
+    # -- tokenizer ----------------------------------------------------------------
+    tok_dir = ctx.stage_dir("tokenizer")
+    if not (tok_dir / "tokenizer.json").is_file():
+        raise DataError(f"no tokenizer at {tok_dir}; run `kolm tokenizer` first")
+    ctx.input(tok_dir / "tokenizer.json")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+    vocab_size = len(tokenizer)
+    declared = getattr(cfg.model, "vocab_size", 0) or 0
+    if declared and declared != vocab_size:
+        raise ConfigError(
+            f"model.vocab_size: {declared} disagrees with the tokenizer in {tok_dir} ({vocab_size} tokens); "
+            "set model.vocab_size=0 (take it from the tokenizer) or retrain the tokenizer"
+        )
+    eos_id = tokenizer.eos_token_id
+    if eos_id is None:
+        raise DataError(f"the tokenizer in {tok_dir} has no EOS token; packing needs one as document separator")
+
+    # -- packing (rank 0; the others wait and read) ---------------------------------
+    data_dir = ctx.stage_dir("data")
+    try:
+        from kolm.data.io import read_split
+    except ImportError:  # TEMPORARY until kolm.data.io lands
+        def read_split(d: Path, split: str):
+            import pyarrow.parquet as pq
+
+            for f in sorted((Path(d) / split).glob("*.parquet")):
+                yield from pq.read_table(f, columns=["text"]).column("text").to_pylist()
+
+    pack_dir = ctx.out / "packed"
+    if is_main:
+        for split in ("train", "validation"):
+            if not (data_dir / split).is_dir():
+                raise DataError(f"no {split} split in {data_dir}; run `kolm data` first")
+        fp = _fingerprint(hash_path(tok_dir / "tokenizer.json"), hash_path(data_dir / "train"),
+                          hash_path(data_dir / "validation"))
+        if p.num_proc:
+            os.environ.setdefault("RAYON_NUM_THREADS", str(p.num_proc))  # read by the Rust tokenizer pool
+        from tokenizers import Tokenizer
+
+        fast = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
+        with ctx.task("packing tokens") as task:
+            index, packed_now = pack_splits(
+                {"train": lambda: read_split(data_dir, "train"), "validation": lambda: read_split(data_dir, "validation")},
+                fast, pack_dir, eos_id, fp, p.shard_tokens, task)
+        ctx.log(("packed " if packed_now else "packing up to date: ")
+                + ", ".join(f"{k} {v['tokens']:,} tokens / {v['docs']:,} docs" for k, v in index["splits"].items()))
+    dist.barrier()
+    train_data = PackedTokens(pack_dir, "train", p.seq_len)
+    val_data = PackedTokens(pack_dir, "validation", p.seq_len)
+
+    # -- model, optimizer, schedule --------------------------------------------------
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, vocab_size, tokenizer.bos_token_id, eos_id, tokenizer.pad_token_id).to(device)
+    n_params = count_params(model, exclude_embeddings=False)
+    n_params_ne = count_params(model, exclude_embeddings=True)
+    precision = resolve_precision(p.precision, device)
+    if p.activation_checkpointing:
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            raise ConfigError("pretrain.activation_checkpointing: this model does not support it; set it to false")
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = dist.wrap_model(model, p.distributed, device, precision)
+    if p.compile:
+        model = torch.compile(model)
+    optimizer = build_adamw(model, p.lr, p.weight_decay, (p.beta1, p.beta2))
+    scheduler = build_scheduler(optimizer, p.schedule, p.warmup_steps, p.max_steps, p.min_lr_ratio, p.decay_fraction)
+    accum = grad_accum_steps(p.tokens_per_step, p.batch_size, p.seq_len, world)
+
+    # -- checkpoints / resume ------------------------------------------------------------
+    ckpt = Checkpointer(ctx.out / "checkpoints", keep_last=p.keep_last, is_main=is_main)
+    resume_path = ckpt.resolve(p.resume)
+    metrics_path, samples_path = ctx.out / "metrics.jsonl", ctx.out / "samples.jsonl"
+    if is_main:
+        start = 0
+        if resume_path is not None:
+            start = json.loads((resume_path / "trainer.json").read_text(encoding="utf-8")).get("step", 0)
+        elif ckpt.steps():  # a fresh start must not mix with an older run's checkpoints; keep them aside
+            prev = ctx.out / "checkpoints-previous"
+            shutil.rmtree(prev, ignore_errors=True)
+            os.replace(ckpt.root, prev)
+            ctx.log(f"starting over (pretrain.resume={p.resume}); older checkpoints moved to {prev}")
+        _trim_jsonl(metrics_path, start)
+        _trim_jsonl(samples_path, start)
+    dist.barrier()
+
+    sampler = WindowSampler(train_data, p.batch_size, seed=cfg.seed, rank=dist.rank(), world_size=world)
+    settings = LoopSettings(
+        max_steps=p.max_steps, grad_accum=accum, grad_clip=p.grad_clip, precision=precision, log_every=p.log_every,
+        eval_every=p.eval_every, save_every=p.save_every, resume=str(resume_path) if resume_path else "never",
+        flops_per_token=flops_per_token(n_params_ne, cfg.model.n_layers, cfg.model.d_model, p.seq_len),
+        peak_flops=peak_flops(device),
+    )
+    ctx.log(f"model {n_params / 1e6:.2f}M parameters; {world} process(es) on {device}, {precision}; "
+            f"{p.batch_size}x{p.seq_len} tokens x {accum} accumulation x {world} = "
+            f"{p.batch_size * p.seq_len * accum * world:,} tokens/step; {len(train_data):,} train windows")
+
+    hooks = []
+    if p.sample_every and world == 1:
+        def sample_hook(m: nn.Module, state: TrainState) -> None:
+            if state.step % p.sample_every == 0 and state.step < p.max_steps:
+                for row in generate_samples(m, tokenizer, p.sample_prompts, p.sample_max_new_tokens, device, cfg.seed):
+                    append_jsonl(samples_path, {"step": state.step, **row})
+        hooks.append(sample_hook)
+
+    with ctx.task("pretraining", total=p.max_steps) as task:
+        state = train(
+            model, sampler, optimizer, scheduler, settings=settings, device=device,
+            evaluate=make_evaluator(val_data, p.batch_size, p.eval_batches, device), checkpointer=ckpt,
+            metrics_path=metrics_path, progress=task, log=ctx.log, hooks=hooks, sinks=_sinks(ctx, cfg) if is_main else [],
+            checkpoint_extra={"config": {"model": _section(cfg.model), "pretrain": _section(p)}},
+        )
+
+    # -- final model dir ---------------------------------------------------------------------
+    final = ctx.out / "final"
+    full_state = model_state(model)  # collective under DDP/FSDP2
+    metrics: dict[str, Any] = {}
+    if is_main:
+        final_model = _export(cfg, tokenizer, eos_id, full_state, final, device)
+        samples = generate_samples(final_model, tokenizer, p.sample_prompts, p.sample_max_new_tokens, device, cfg.seed)
+        for row in samples:
+            append_jsonl(samples_path, {"step": state.step, **row})
+        metrics = {
+            "steps": state.step, "tokens": state.tokens, "params": n_params,
+            "val_loss": state.last_eval.get("val_loss"), "val_bpc": state.last_eval.get("val_bpc"),
+            "train_loss": state.loss, "train_time_s": round(state.elapsed_s, 1),
+            "tok_per_s": round(state.tokens / max(1e-9, state.elapsed_s), 1),
+        }
+        _write_summary(ctx.out / "summary.md", metrics, samples, settings, p, world, device)
+        write_json(ctx.out / "final_metrics.json", metrics)
+    dist.barrier()
+    return StageResult(
+        outputs={"final": f"{ctx.out.name}/final", "metrics": f"{ctx.out.name}/metrics.jsonl",
+                 "samples": f"{ctx.out.name}/samples.jsonl"},
+        metrics=metrics,
+    )
+
+
+def _section(section: Any) -> dict[str, Any]:
+    from kolm.sections import to_dict
+
+    return to_dict(section)
+
+
+def _export(cfg: Any, tokenizer: Any, eos_id: int, state: dict[str, torch.Tensor], final: Path, device: str) -> nn.Module:
+    """Write the HF model dir (atomically) and return a fresh single-process model holding the weights."""
+    model = build_model(cfg.model, len(tokenizer), tokenizer.bos_token_id, eos_id, tokenizer.pad_token_id)
+    model.load_state_dict(state)
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return model.to(device)
+
+
+def _write_summary(path: Path, m: dict[str, Any], samples: list[dict[str, str]], settings: LoopSettings, p: Any,
+                   world: int, device: str) -> None:
+    def fmt(v: Any) -> str:
+        return f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else str(v)
+
+    lines = [
+        "# Pretraining", "",
+        f"{m['params'] / 1e6:.2f}M parameters, {m['steps']} steps, {m['tokens']:,} tokens, "
+        f"{world} process(es) on {device} ({settings.precision}), {m['train_time_s']} s of training.", "",
+        "| figure | value |", "| --- | --- |",
+        *[f"| {k} | {fmt(m[k])} |" for k in ("val_loss", "val_bpc", "train_loss", "tok_per_s", "train_time_s")],
+        "", "Bits per character (`val_bpc`) does not depend on the tokenizer, so runs with different tokenizers "
+        "compare on it.", "", "## Samples", "", "| prompt | continuation |", "| --- | --- |",
+    ]
+    for row in samples:
+        cont = row["completion"].replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {row['prompt']} | {cont} |")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
