@@ -101,3 +101,9 @@ def judge_server():
 def judge_handler():
     """The handler class of `judge_server` (its `requests` log and `biased` switch)."""
     return JudgeHandler
+
+
+@pytest.fixture(scope="session")
+def make_llama():
+    """The tiny-Llama builder, for tests that need more than one model."""
+    return build_llama

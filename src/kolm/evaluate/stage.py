@@ -51,7 +51,8 @@ def _lm(ctx: Any, model: Any, tok: Any, device: str, notes: list[str]) -> dict[s
 
     cfg = ctx.cfg.eval
     if cfg.lm_file:
-        texts, source = read_texts(ctx.input(cfg.lm_file), cfg.text_field), cfg.lm_file
+        texts, source = read_texts(cfg.lm_file, cfg.text_field), cfg.lm_file
+        ctx.input(cfg.lm_file)
         if not texts:
             raise DataError(f"eval.lm_file {cfg.lm_file} holds no text in column {cfg.text_field!r}")
     else:
@@ -73,7 +74,8 @@ def _labelled(ctx: Any, path: str | None, default: str, labels: list[str]) -> li
     p = Path(path) if path else assets_dir() / default
     if not p.exists() and not path:
         return None
-    pairs, _ = read_labelled(ctx.input(p), labels, "text", ctx.cfg.eval.label_field)
+    pairs, _ = read_labelled(p, labels, "text", ctx.cfg.eval.label_field)
+    ctx.input(p)
     return pairs
 
 
@@ -100,7 +102,9 @@ def _fewshot(ctx: Any, model: Any, tok: Any, name: str, device: str, notes: list
     out: dict[str, Any] = {"template": template.name, "verbalizers": template.verbalizers, "models": []}
     samples: list[dict[str, Any]] = []
     for mname, mpath in models:
-        m, t = (model, tok) if mpath is None else load_causal_lm(ctx.input(mpath), device)
+        m, t = (model, tok) if mpath is None else load_causal_lm(mpath, device)
+        if mpath is not None:
+            ctx.input(mpath)
         rows = []
         with ctx.task(f"eval: few-shot {mname}", total=len(examples) * len(cfg.fewshot_k)) as bar:
             for k in cfg.fewshot_k:
@@ -126,7 +130,8 @@ def _prompts(ctx: Any, notes: list[str]) -> list[dict[str, str]] | None:
     if not p.exists() and not cfg.prompts_file:
         notes.append("generation skipped: embedded eval_prompts.jsonl not found (set eval.prompts_file)")
         return None
-    prompts = read_prompts(ctx.input(p))
+    prompts = read_prompts(p)
+    ctx.input(p)
     return prompts[: cfg.max_prompts] if cfg.max_prompts else prompts
 
 
@@ -185,7 +190,8 @@ def _classify(ctx: Any, task_dir: Path, device: str) -> dict[str, Any]:
     ctx.input(task_dir)
     model, tok, labels = load_classifier(task_dir, device, ctx.stage_dir("pretrain") / "final")
     if cfg.classify_file:
-        pairs, labels = read_labelled(ctx.input(cfg.classify_file), cfg.labels or labels, ctx.cfg.eval.text_field, cfg.label_field)
+        pairs, labels = read_labelled(cfg.classify_file, cfg.labels or labels, ctx.cfg.eval.text_field, cfg.label_field)
+        ctx.input(cfg.classify_file)
         source = cfg.classify_file
     else:
         from kolm.finetune.data import load_classification
@@ -246,7 +252,8 @@ def run(ctx: Any) -> StageResult:
     device = resolve_device(cfg.device or ctx.cfg.device)
     seed_everything(ctx.cfg.seed)
     model_dir = main_model_dir(ctx)
-    model, tok = load_causal_lm(ctx.input(model_dir), device)
+    model, tok = load_causal_lm(model_dir, device)  # checks the dir before ctx.input hashes it
+    ctx.input(model_dir)
     name = _name(model_dir, ctx)
     res: dict[str, Any] = {"model": str(model_dir), "params": count_parameters(model), "device": device}
     notes: list[str] = []
