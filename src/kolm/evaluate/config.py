@@ -60,7 +60,8 @@ class EvalConfig(Section):
     # fine-tuned models
     finetuned: bool = option(True, help="evaluate runs/<name>/finetune/<task>/ when present")
     classify_file: str | None = option(None, help="labelled file (jsonl/tsv/csv) for the classifier; default: the finetune test split")
-    label_field: str = option("label", help="label column of classify_file / fewshot files")
+    labelled_text_field: str = option("text", help="text column of fewshot_file, fewshot_pool and classify_file (NSMC tsv: document)")
+    label_field: str = option("label", help="label column of fewshot_file, fewshot_pool and classify_file")
     labels: list[str] = option([], help="declared label set of classify_file (empty = the classifier's own labels)")
     judge: JudgeConfig = option(default_factory=JudgeConfig, help="LLM-as-judge")
 

@@ -38,7 +38,7 @@ def _name(path: Path, ctx: Any) -> str:
     try:
         return str(path.resolve().relative_to(ctx.run_dir.resolve()))
     except ValueError:
-        return path.name or str(path)
+        return "/".join(path.parts[-2:]) or str(path)
 
 
 # ----------------------------------------------------------------------------
@@ -74,7 +74,7 @@ def _labelled(ctx: Any, path: str | None, default: str, labels: list[str]) -> li
     p = Path(path) if path else assets_dir() / default
     if not p.exists() and not path:
         return None
-    pairs, _ = read_labelled(p, labels, "text", ctx.cfg.eval.label_field)
+    pairs, _ = read_labelled(p, labels, ctx.cfg.eval.labelled_text_field, ctx.cfg.eval.label_field)
     ctx.input(p)
     return pairs
 
@@ -190,7 +190,7 @@ def _classify(ctx: Any, task_dir: Path, device: str) -> dict[str, Any]:
     ctx.input(task_dir)
     model, tok, labels = load_classifier(task_dir, device, ctx.stage_dir("pretrain") / "final")
     if cfg.classify_file:
-        pairs, labels = read_labelled(cfg.classify_file, cfg.labels or labels, ctx.cfg.eval.text_field, cfg.label_field)
+        pairs, labels = read_labelled(cfg.classify_file, cfg.labels or labels, cfg.labelled_text_field, cfg.label_field)
         ctx.input(cfg.classify_file)
         source = cfg.classify_file
     else:

@@ -11,7 +11,7 @@ __all__ = ["lm_table", "fewshot_table", "generation_table", "variations_table", 
 
 
 def _f(v: Any, digits: int = 4) -> str:
-    return f"{v:.{digits}g}" if isinstance(v, float) else ("" if v is None else str(v))
+    return f"{v:.{digits}f}" if isinstance(v, float) else ("" if v is None else str(v))
 
 
 def _cell(text: str, limit: int = 300) -> str:
