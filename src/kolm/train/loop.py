@@ -89,7 +89,10 @@ def _to_device(batch: dict[str, Any], device: str) -> dict[str, Any]:
 def _count_tokens(batch: dict[str, Any]) -> int:
     if "attention_mask" in batch and torch.is_tensor(batch["attention_mask"]):
         return int(batch["attention_mask"].sum())
-    return int(batch["input_ids"].numel())
+    if "input_ids" in batch:
+        return int(batch["input_ids"].numel())
+    first = next((v for v in batch.values() if torch.is_tensor(v)), None)  # non-text models: count examples
+    return int(first.shape[0]) if first is not None and first.dim() else 1
 
 
 def _grad_sync(model: nn.Module, enabled: bool):

@@ -71,20 +71,26 @@ def grad_accum_steps(tokens_per_step: int, batch_size: int, seq_len: int, world:
 def make_evaluator(val: PackedTokens, batch_size: int, max_batches: int, device: str):
     """`evaluate(model, step)` -> {"val_loss", "val_bpc"} over the first windows of the validation split.
 
-    The same windows every time, so evaluations are comparable across steps and
-    runs; bits per character uses the split's characters-per-token ratio.
+    The same windows every time (`max_batches * batch_size * world` of them, 0 =
+    all), so evaluations compare across steps, runs and process counts; ranks
+    score interleaved slices and sum. Bits per character uses the split's
+    characters-per-token ratio.
     """
-    n = len(val) if max_batches == 0 else min(len(val), max_batches * batch_size)
+    world, rank = dist.world_size(), dist.rank()
+    n = len(val) if max_batches == 0 else min(len(val), max_batches * batch_size * world)
+    n -= n % world  # equal forward passes on every rank (FSDP2 needs them all to take part)
+    mine = list(range(rank, n, world))
 
     def evaluate(model: nn.Module, step: int) -> dict[str, float]:
-        total, count = 0.0, 0
-        for start in range(0, n, batch_size):
-            batch = val.batch(range(start, min(n, start + batch_size)))
+        sums = torch.zeros(2, dtype=torch.float64)  # (sum of per-window mean losses, windows)
+        for start in range(0, len(mine), batch_size):
+            batch = val.batch(mine[start : start + batch_size])
             out = model(**{k: v.to(device) for k, v in batch.items()})
             size = batch["input_ids"].shape[0]
-            total += float(out.loss) * size
-            count += size
-        loss = total / max(1, count)
+            sums += torch.tensor([float(out.loss) * size, size], dtype=torch.float64)
+        if dist.is_distributed():
+            torch.distributed.all_reduce(sums)
+        loss = float(sums[0] / sums[1].clamp(min=1))
         return {"val_loss": loss, "val_bpc": bits_per_char(loss, 1, val.chars_per_token)}
 
     return evaluate
