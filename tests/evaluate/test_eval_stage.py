@@ -66,7 +66,9 @@ def test_stage_writes_every_artifact(run, judge_server, monkeypatch):
     assert [r["k"] for r in res["fewshot"]["models"][0]["results"]] == [0, 2]
     assert len(res["fewshot"]["models"]) == 2
     assert set(res["generation"]) == {"pretrain/final", "sft"}
-    assert set(res["variations"][0]["outputs"]) == {"plain", "step_by_step", "persona"}
+    assert set(res["variations"]) == {"pretrain/final", "sft"}
+    assert set(res["variations"]["sft"][0]["outputs"]) == {"plain", "step_by_step", "persona"}
+    assert res["judge"]["systems"] == ["sft", "pretrain/final"]
     assert res["finetuned"]["classify"]["n"] == 4 and res["finetuned"]["classify"]["labels"] == ["부정", "긍정"]
     assert res["judge"]["mode"] == "pairwise" and res["judge"]["aggregate"]["n"] == 2
     assert "lm.bpc" in result.metrics and "classify.macro_f1" in result.metrics

@@ -110,7 +110,7 @@ def _fewshot(ctx: Any, model: Any, tok: Any, name: str, device: str, notes: list
             for k in cfg.fewshot_k:
                 r = evaluate_fewshot(m, t, template, examples, pool, k, ctx.cfg.seed, cfg.calibrate, device, context_length(m), bar)
                 row = {"k": k, "n": r["raw"]["n"], "accuracy": r["raw"]["accuracy"], "macro_f1": r["raw"]["macro_f1"],
-                       "confusion_matrix": r["raw"]["confusion_matrix"]}
+                       "confusion_matrix": r["raw"]["confusion_matrix"], "shots": r["shots"]}
                 if "calibrated" in r:
                     row.update(calibrated_accuracy=r["calibrated"]["accuracy"], calibrated_macro_f1=r["calibrated"]["macro_f1"], prior=r["prior"])
                 rows.append(row)
@@ -158,10 +158,10 @@ def _metrics_for(ctx: Any, prompts: list[dict[str, str]], outputs: list[str]) ->
     return generation_metrics([o for o, _ in pairs], [r for _, r in pairs], ctx.cfg.eval.bleu_tokenize, ctx.cfg.eval.rouge_tokenizer)
 
 
-def _variations(ctx: Any, model: Any, tok: Any, prompts: list[dict[str, str]], device: str) -> list[dict[str, Any]]:
+def _variations(ctx: Any, model: Any, tok: Any, prompts: list[dict[str, str]], device: str, label: str, chat: bool) -> list[dict[str, Any]]:
     import torch
 
-    from kolm.evaluate.generation import generate
+    from kolm.evaluate.generation import format_prompt, generate
     from kolm.evaluate.perplexity import context_length
     from kolm.evaluate.prompts import load_variations
 
@@ -169,12 +169,12 @@ def _variations(ctx: Any, model: Any, tok: Any, prompts: list[dict[str, str]], d
     variants = load_variations("variations", cfg.variants)
     rows = []
     chosen = prompts[: cfg.variation_prompts]
-    with ctx.task("eval: prompt variations", total=len(chosen) * len(variants)) as bar:
+    with ctx.task(f"eval: prompt variations ({label})", total=len(chosen) * len(variants)) as bar:
         for p in chosen:
             outputs = {}
             for v in variants:
                 torch.manual_seed(ctx.cfg.seed)  # same random stream for every variant: differences come from the prompt
-                outputs[v.name] = generate(model, tok, v.render(p["prompt"]), cfg.max_new_tokens, cfg.temperature > 0,
+                outputs[v.name] = generate(model, tok, format_prompt(tok, v.render(p["prompt"]), chat), cfg.max_new_tokens, cfg.temperature > 0,
                                            cfg.temperature, cfg.top_p, device, context_length(model))
                 bar.advance(1)
             rows.append({"id": p["id"], "prompt": p["prompt"], "outputs": outputs})
@@ -276,7 +276,7 @@ def run(ctx: Any) -> StageResult:
             res["generation"] = {}
             if m := _metrics_for(ctx, prompts, systems[name]):
                 res["generation"][name] = m
-            res["variations"] = _variations(ctx, model, tok, prompts, device)
+            res["variations"] = {name: _variations(ctx, model, tok, prompts, device, name, False)}
             res["variants"] = list(cfg.variants)
 
     ft_dir = ctx.stage_dir("finetune")
@@ -288,17 +288,22 @@ def run(ctx: Any) -> StageResult:
             ctx.input(ft_dir / "sft")
             sft, sft_tok, _ = load_finetuned(ft_dir / "sft", "sft", device, model_dir)
             systems["sft"] = _generate_all(ctx, sft, sft_tok, prompts, "sft", True, device)
-            if cfg.generation and (m := _metrics_for(ctx, prompts, systems["sft"])):
-                res["generation"]["sft"] = m
+            if cfg.generation:
+                if m := _metrics_for(ctx, prompts, systems["sft"]):
+                    res["generation"]["sft"] = m
+                res["variations"]["sft"] = _variations(ctx, sft, sft_tok, prompts, device, "sft", True)
     for sys_name, outs in systems.items():
         for p, o in zip(prompts or [], outs):
             append_jsonl(samples_path, {"kind": "generation", "model": sys_name, "id": p["id"], "prompt": p["prompt"], "output": o, "reference": p["reference"]})
-    for row in res.get("variations", []):
-        for v, o in row["outputs"].items():
-            append_jsonl(samples_path, {"kind": "variation", "model": name, "id": row["id"], "variant": v, "prompt": row["prompt"], "output": o})
+    for sys_name, rows in res.get("variations", {}).items():
+        for row in rows:
+            for v, o in row["outputs"].items():
+                append_jsonl(samples_path, {"kind": "variation", "model": sys_name, "id": row["id"], "variant": v, "prompt": row["prompt"], "output": o})
 
     if cfg.judge.base_url and prompts:
-        res["judge"] = _judge(ctx, prompts, systems)
+        # the fine-tuned model first: the headline is "how often does fine-tuning win?"
+        order = sorted(systems, key=lambda s: s != "sft")
+        res["judge"] = _judge(ctx, prompts, {s: systems[s] for s in order})
     res["notes"] = notes
     for n in notes:
         ctx.log(n)
@@ -356,9 +361,9 @@ def _markdown(res: dict[str, Any], plot: Path | None, full: bool) -> str:
     if res.get("generation"):
         parts += ["", "## Generation metrics (생성 평가)", "", tables.generation_table(res["generation"])]
     if res.get("variations"):
-        rows = res["variations"] if full else res["variations"][:2]
-        parts += ["", "## Prompt variations (프롬프트 변형)", "", "Same seed for every variant; sampled outputs side by side.", "",
-                  tables.variations_table(rows, res["variants"])]
+        parts += ["", "## Prompt variations (프롬프트 변형)", "", "The same questions asked three ways; same seed for every variant, sampled outputs side by side."]
+        for sys_name, rows in res["variations"].items():
+            parts += ["", f"**{sys_name}**", "", tables.variations_table(rows if full else rows[:2], res["variants"])]
         if not full:
             parts += ["", "All prompts and outputs: `eval.md`, `samples.jsonl`."]
     if c := res.get("finetuned", {}).get("classify"):
