@@ -48,13 +48,17 @@ class LMScore:
         }
 
 
-def context_length(model: Any, default: int = 1024) -> int:
-    """The model's maximum sequence length from its config."""
+def context_length(model: Any, default: int = 1024, cap: int = 4096) -> int:
+    """The model's maximum sequence length from its config, at most `cap`.
+
+    The cap keeps windows affordable for downloaded models that declare 128K
+    positions; set eval.max_length to go beyond it.
+    """
     cfg = model.config
     for key in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_len", "block_size"):
         value = getattr(cfg, key, None)
         if isinstance(value, int) and value > 0:
-            return value
+            return min(value, cap)
     return default
 
 

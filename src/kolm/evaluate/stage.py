@@ -358,6 +358,8 @@ def _markdown(res: dict[str, Any], plot: Path | None, full: bool) -> str:
                   "Calibrated: divided by the prior measured on content-free inputs.", "", tables.fewshot_table(fs)]
         if plot:
             parts += ["", f"![few-shot accuracy]({plot.name})"]
+        if len(fs["models"]) == 1:
+            parts += ["", "To see the effect of model size, list more model dirs in `eval.fewshot_models`."]
     if res.get("generation"):
         parts += ["", "## Generation metrics (생성 평가)", "", tables.generation_table(res["generation"])]
     if res.get("variations"):
