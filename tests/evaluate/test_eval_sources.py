@@ -53,3 +53,12 @@ def test_bleu_falls_back_to_kiwi_without_mecab(monkeypatch):
     monkeypatch.setattr(textmetrics, "_mecab_works", lambda: False)
     out = textmetrics.bleu(["오늘 날씨가 맑다"], ["오늘 날씨가 맑다"], tokenize="auto")
     assert out["tokenize"] == "kiwi" and out["bleu"] == pytest.approx(100.0)
+
+
+def test_classifier_encoding_matches_finetuning(tiny_tokenizer):
+    data = pytest.importorskip("kolm.finetune.data")
+    from kolm.evaluate.generation import encode_for_classifier
+
+    texts = ["영화 정말 좋다", "배우 연기 싫다 " * 20]
+    rows = data.encode_classification(tiny_tokenizer, [(t, 0) for t in texts], 16)
+    assert [encode_for_classifier(tiny_tokenizer, t, 16) for t in texts] == [r["input_ids"] for r in rows]

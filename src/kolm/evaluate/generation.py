@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["format_prompt", "generate", "predict_labels"]
+__all__ = ["format_prompt", "generate", "encode_for_classifier", "predict_labels"]
 
 
 def format_prompt(tokenizer: Any, prompt: str, chat: bool) -> str:
@@ -30,13 +30,18 @@ def generate(
     top_p: float = 0.95,
     device: str = "cpu",
     max_context: int = 0,
+    add_bos: bool = True,
 ) -> str:
-    """The model's continuation of `prompt` (new text only, special tokens removed)."""
+    """The model's continuation of `prompt` (new text only, special tokens removed).
+
+    `add_bos` prepends BOS as pretraining documents begin with it; chat prompts
+    (already rendered by the chat template, as in fine-tuning) are left as they are.
+    """
     import torch
 
     ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    if tokenizer.bos_token_id is not None and (not ids or ids[0] != tokenizer.bos_token_id):
-        ids = [tokenizer.bos_token_id, *ids]  # pretraining documents start with BOS
+    if add_bos and tokenizer.bos_token_id is not None and (not ids or ids[0] != tokenizer.bos_token_id):
+        ids = [tokenizer.bos_token_id, *ids]
     if max_context:  # leave room for the answer inside the model's context
         ids = ids[-max(1, max_context - max_new_tokens) :]
     input_ids = torch.tensor([ids], device=device)
@@ -49,6 +54,12 @@ def generate(
     return tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True).strip()
 
 
+def encode_for_classifier(tokenizer: Any, text: str, max_length: int) -> list[int]:
+    """Token ids exactly as fine-tuning encoded them: the text without special tokens, then EOS (the pooled token)."""
+    ids = tokenizer.encode(text, add_special_tokens=False)[: max_length - 1]
+    return ids + [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else ids
+
+
 def predict_labels(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int = 128, batch_size: int = 32, device: str = "cpu") -> list[int]:
     """Argmax class indices of a sequence classifier (left-padded batches, as in fine-tuning)."""
     import torch
@@ -56,7 +67,7 @@ def predict_labels(model: Any, tokenizer: Any, texts: Sequence[str], max_length:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     preds: list[int] = []
     for i in range(0, len(texts), batch_size):
-        rows = [tokenizer(t, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"] for t in texts[i : i + batch_size]]
+        rows = [encode_for_classifier(tokenizer, t, max_length) for t in texts[i : i + batch_size]]
         width = max(len(r) for r in rows)
         ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)  # (B, T) left-padded
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)

@@ -144,7 +144,7 @@ def _generate_all(ctx: Any, model: Any, tok: Any, prompts: list[dict[str, str]],
     with ctx.task(f"eval: generate ({label})", total=len(prompts)) as bar:
         for p in prompts:
             outs.append(generate(model, tok, format_prompt(tok, p["prompt"], chat), cfg.max_new_tokens, False, device=device,
-                                 max_context=context_length(model)))
+                                 max_context=context_length(model), add_bos=not chat))
             bar.advance(1)
     return outs
 
@@ -175,7 +175,7 @@ def _variations(ctx: Any, model: Any, tok: Any, prompts: list[dict[str, str]], d
             for v in variants:
                 torch.manual_seed(ctx.cfg.seed)  # same random stream for every variant: differences come from the prompt
                 outputs[v.name] = generate(model, tok, format_prompt(tok, v.render(p["prompt"]), chat), cfg.max_new_tokens, cfg.temperature > 0,
-                                           cfg.temperature, cfg.top_p, device, context_length(model))
+                                           cfg.temperature, cfg.top_p, device, context_length(model), add_bos=not chat)
                 bar.advance(1)
             rows.append({"id": p["id"], "prompt": p["prompt"], "outputs": outputs})
     return rows
