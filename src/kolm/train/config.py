@@ -51,7 +51,7 @@ class PretrainConfig(Section):
     grad_clip: float = option(1.0, help="clip the global gradient norm to this (0 = off)", ge=0.0)
     precision: str = option(
         "auto",
-        help="auto (bf16 autocast on CUDA with bf16, fp32 elsewhere), bf16 (autocast, also on CPU) or fp32",
+        help="auto (bf16 autocast where the GPU/CPU computes bf16 natively, else fp32), bf16 or fp32",
         choices=["auto", "bf16", "fp32"],
     )
     compile: bool = option(False, help="torch.compile the model")

@@ -67,11 +67,21 @@ class TrainState:
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """"auto" -> "bf16" on CUDA devices that support it, else "fp32"; explicit values pass through."""
+    """"auto" -> "bf16" where the hardware computes in bf16 natively, else "fp32"; explicit values pass through.
+
+    CUDA: when the GPU supports bf16. CPU: when it has AVX512-BF16 or AMX, where
+    bf16 autocast measured about 2x faster than fp32 for the small preset; on
+    other CPUs bf16 is emulated and slower, so fp32.
+    """
     if precision != "auto":
         return precision
-    if str(device).startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16"
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    if kind == "cpu":
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        if any(getattr(torch.cpu, name, lambda: False)() for name in probes):
+            return "bf16"
     return "fp32"
 
 

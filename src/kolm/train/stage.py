@@ -333,7 +333,9 @@ def _export(cfg: Any, tokenizer: Any, eos_id: int, state: dict[str, torch.Tensor
 def _write_summary(path: Path, m: dict[str, Any], samples: list[dict[str, str]], settings: LoopSettings, p: Any,
                    world: int, device: str) -> None:
     def fmt(v: Any) -> str:
-        return f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else str(v)
+        if isinstance(v, float) and math.isfinite(v):
+            return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.4f}"
+        return str(v)
 
     lines = [
         "# Pretraining", "",
