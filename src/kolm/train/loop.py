@@ -158,6 +158,10 @@ def train(
             state = TrainState(**{k: v for k, v in saved.items() if k in TrainState.__dataclass_fields__})
             if info.get("data") is not None and hasattr(batches, "load_state_dict"):
                 batches.load_state_dict(info["data"])
+            if scheduler is not None and hasattr(scheduler, "lr_lambdas"):
+                # A run extended to more steps has a new schedule; apply it from the saved step on.
+                for group, base, f in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+                    group["lr"] = base * f(scheduler.last_epoch)
             log(f"resumed from {path} at step {state.step}")
 
     def save(metric: float | None = None) -> Path | None:
