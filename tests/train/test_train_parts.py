@@ -75,3 +75,25 @@ def test_sampler_shards_match_one_process_and_resume(tmp_path):
 
 def test_bits_per_char():
     assert bits_per_char(math.log(2), 10, 5) == pytest.approx(2.0)
+
+
+def test_activation_checkpointing_keeps_the_gradients():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from kolm.train.stage import enable_activation_checkpointing
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=16)
+    a = LlamaForCausalLM(cfg)
+    b = LlamaForCausalLM(cfg)
+    b.load_state_dict(a.state_dict())
+    enable_activation_checkpointing(b)
+    b.train()
+    ids = torch.randint(0, 50, (2, 8))
+    for m in (a, b):
+        m(input_ids=ids, labels=ids).loss.backward()
+    ga = a.model.layers[0].mlp.up_proj.weight.grad
+    gb = dict(b.named_parameters())
+    gb = next(p.grad for n, p in gb.items() if n.endswith("layers.0.mlp.up_proj.weight"))
+    assert torch.allclose(ga, gb, atol=1e-6)

@@ -32,7 +32,7 @@ from kolm.train.optim import build_adamw
 from kolm.train.pack import PackedTokens, WindowSampler, pack_splits
 from kolm.train.schedule import build_scheduler
 
-__all__ = ["run", "build_model", "grad_accum_steps", "make_evaluator", "generate_samples"]
+__all__ = ["run", "build_model", "grad_accum_steps", "make_evaluator", "generate_samples", "enable_activation_checkpointing"]
 
 
 # ----------------------------------------------------------------------------
@@ -123,6 +123,19 @@ def generate_samples(model: nn.Module, tokenizer: Any, prompts: list[str], max_n
             rows.append({"prompt": prompt, "completion": text})
     model.train(was_training)
     return rows
+
+
+def enable_activation_checkpointing(model: nn.Module) -> None:
+    """Recompute each block's activations in backward: HF's switch when the model has one, else wrap the blocks."""
+    if getattr(model, "supports_gradient_checkpointing", False):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_activation_checkpointing
+
+    blocks = {id(b) for b in dist.transformer_blocks(model)}
+    if not blocks:
+        raise ConfigError("pretrain.activation_checkpointing: no repeated blocks found in this model; set it to false")
+    apply_activation_checkpointing(model, check_fn=lambda m: id(m) in blocks)
 
 
 def _fingerprint(*parts: str) -> str:
@@ -232,9 +245,7 @@ def run(ctx: StageContext) -> StageResult:
     n_params_ne = count_params(model, exclude_embeddings=True)
     precision = resolve_precision(p.precision, device)
     if p.activation_checkpointing:
-        if not getattr(model, "supports_gradient_checkpointing", False):
-            raise ConfigError("pretrain.activation_checkpointing: this model does not support it; set it to false")
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
     model = dist.wrap_model(model, p.distributed, device, precision)
     if p.compile:
         model = torch.compile(model)
