@@ -1,0 +1,282 @@
+"""Document sources: the embedded corpus, local files, named recipes for public Korean sets, HF datasets.
+
+Every reader is a generator of `(id, text)` pairs, so inputs larger than
+memory stream through. Problems in the input never vanish silently: lines that
+are not UTF-8, broken JSON, rows without the text field and empty files are
+counted in a `Counter` (`issues`) that ends up in the curation report, and a
+source that yields nothing at all raises a `DataError` naming the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import gzip
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+
+from kolm.errors import DataError
+
+__all__ = ["assets_dir", "expand_paths", "read_file", "read_recipe", "read_source", "source_name"]
+
+Doc = tuple[str, str]
+
+
+def assets_dir() -> Path:
+    """Folder of the embedded corpus shipped inside the package."""
+    import kolm
+
+    return Path(kolm.__file__).parent / "assets"
+
+
+def expand_paths(path: str) -> list[Path]:
+    """A file, every file of a folder (sorted), or a glob pattern -> list of files."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+    if p.is_file():
+        return [p]
+    matches = sorted(Path(m) for m in glob.glob(str(p), recursive=True) if Path(m).is_file())
+    if not matches:
+        raise DataError(f"data source not found: {path} (give an existing file, folder or glob)")
+    return matches
+
+
+def _lines(path: Path, issues: Counter) -> Iterator[str]:
+    """Decoded lines of a (possibly gzipped) file; lines that are not UTF-8 are counted and skipped."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            first = True
+            for raw in fh:
+                if first:
+                    raw = raw.removeprefix(b"\xef\xbb\xbf")  # UTF-8 BOM
+                    first = False
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    issues[f"{path.name}: lines not valid UTF-8 (skipped; re-encode with `iconv -f cp949 -t utf-8`)"] += 1
+    except (OSError, EOFError) as exc:  # truncated gzip, unreadable file
+        issues[f"{path.name}: read error {exc.__class__.__name__}: {exc} (rest of file skipped)"] += 1
+
+
+def _field(record: Any, name: str, path: Path, issues: Counter) -> str | None:
+    if not isinstance(record, dict):
+        issues[f"{path.name}: records that are not JSON objects (skipped)"] += 1
+        return None
+    value = record.get(name)
+    if value is None:
+        issues[f"{path.name}: records without field {name!r} (skipped; keys: {sorted(record)[:8]}; set text_field)"] += 1
+        return None
+    return str(value)
+
+
+def _read_jsonl(path: Path, field: str, issues: Counter) -> Iterator[Doc]:
+    for i, line in enumerate(_lines(path, issues)):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            issues[f"{path.name}: broken JSON lines (skipped)"] += 1
+            continue
+        text = _field(rec, field, path, issues)
+        if text is not None:
+            rid = rec.get("id", i) if isinstance(rec, dict) else i
+            yield f"{path.stem}:{rid}", text
+
+
+def _read_json(path: Path, field: str, issues: Counter) -> Iterator[Doc]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8; re-encode it (e.g. `iconv -f cp949 -t utf-8`)") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); for one record per line name it .jsonl") from None
+    if isinstance(data, dict):  # {"data": [...]} wrappers
+        data = next((v for v in data.values() if isinstance(v, list)), [data])
+    for i, rec in enumerate(data):
+        text = _field(rec, field, path, issues)
+        if text is not None:
+            yield f"{path.stem}:{rec.get('id', rec.get('guid', i))}", text
+
+
+def _read_table(path: Path, field: str, issues: Counter, delimiter: str) -> Iterator[Doc]:
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    reader = csv.DictReader(_lines(path, issues), delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+    if reader.fieldnames is None:
+        return
+    if field not in reader.fieldnames:
+        raise DataError(f"{path}: no column {field!r}; columns are {reader.fieldnames}; set text_field")
+    for i, row in enumerate(reader):
+        text = row.get(field)
+        if text is None:
+            issues[f"{path.name}: rows with too few columns (skipped)"] += 1
+            continue
+        yield f"{path.stem}:{row.get('id') or i}", text
+
+
+def _read_parquet(path: Path, field: str, issues: Counter) -> Iterator[Doc]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    if field not in pf.schema_arrow.names:
+        raise DataError(f"{path}: no column {field!r}; columns are {pf.schema_arrow.names}; set text_field")
+    i = 0
+    for batch in pf.iter_batches(batch_size=10_000, columns=[field]):
+        for text in batch.column(0).to_pylist():
+            if text is None:
+                issues[f"{path.name}: null texts (skipped)"] += 1
+            else:
+                yield f"{path.stem}:{i}", str(text)
+            i += 1
+
+
+def _read_txt(path: Path, issues: Counter, mode: str) -> Iterator[Doc]:
+    if mode == "line":
+        for i, line in enumerate(_lines(path, issues)):
+            if line.strip():
+                yield f"{path.stem}:{i}", line.rstrip("\n")
+        return
+    block: list[str] = []
+    n = 0
+    for line in _lines(path, issues):
+        if line.strip():
+            block.append(line.rstrip("\n"))
+        elif block:
+            yield f"{path.stem}:{n}", "\n".join(block)
+            block, n = [], n + 1
+    if block:
+        yield f"{path.stem}:{n}", "\n".join(block)
+
+
+def read_file(path: Path, field: str = "text", issues: Counter | None = None, txt_mode: str = "line") -> Iterator[Doc]:
+    """Documents of one file, by extension: .txt, .jsonl(.gz), .json, .tsv, .csv, .parquet."""
+    issues = issues if issues is not None else Counter()
+    name = path.name.lower()
+    if path.stat().st_size == 0:
+        issues[f"{path.name}: empty file"] += 1
+        return
+    if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+        yield from _read_jsonl(path, field, issues)
+    elif name.endswith(".json"):
+        yield from _read_json(path, field, issues)
+    elif name.endswith((".tsv", ".tsv.gz")):
+        yield from _read_table(path, field, issues, "\t")
+    elif name.endswith((".csv", ".csv.gz")):
+        yield from _read_table(path, field, issues, ",")
+    elif name.endswith(".parquet"):
+        yield from _read_parquet(path, field, issues)
+    elif name.endswith((".txt", ".txt.gz", ".text")):
+        yield from _read_txt(path, issues, txt_mode)
+    else:
+        raise DataError(f"{path}: unknown file type; use .txt, .jsonl, .jsonl.gz, .json, .tsv, .csv or .parquet")
+
+
+# ----------------------------------------------------------------------------
+# Named recipes: official formats of public Korean sets
+
+_RECIPE_FIELDS = {
+    "klue-nli": ("premise", "hypothesis"),
+    "klue-sts": ("sentence1", "sentence2"),
+    "klue-ynat": ("title",),
+}
+
+
+def read_recipe(name: str, path: str, issues: Counter | None = None) -> Iterator[Doc]:
+    """Documents of a public Korean set in its official format.
+
+    nsmc: tab-separated `id document label` (ratings_train.txt); klue-nli /
+    klue-sts / klue-ynat: the official KLUE json (a list of records; NLI yields
+    premise and hypothesis, STS both sentences, YNAT the headline); kowiki:
+    wikipedia-style records with `text` (jsonl or parquet).
+    """
+    issues = issues if issues is not None else Counter()
+    for path_ in expand_paths(path):
+        if name == "nsmc":
+            for did, text in _read_table(path_, "document", issues, "\t"):
+                if text.strip():
+                    yield did, text
+        elif name in _RECIPE_FIELDS:
+            fields = _RECIPE_FIELDS[name]
+            records = _records(path_, issues, path_.name.endswith((".jsonl", ".jsonl.gz")))
+            for i, rec in enumerate(records):
+                for f in fields:
+                    text = _field(rec, f, path_, issues)
+                    if text:
+                        yield f"{path_.stem}:{rec.get('guid', i)}:{f}", text
+        elif name == "kowiki":
+            yield from read_file(path_, "text", issues)
+        else:
+            raise DataError(f"unknown recipe {name!r}")
+
+
+def _records(path: Path, issues: Counter, lines: bool) -> Iterator[Any]:
+    if lines:
+        for line in _lines(path, issues):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    issues[f"{path.name}: broken JSON lines (skipped)"] += 1
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not a UTF-8 KLUE json file ({exc.__class__.__name__})") from None
+    yield from (data if isinstance(data, list) else data.get("data", []))
+
+
+def _read_hub(src: Any, issues: Counter) -> Iterator[Doc]:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError("kind=hub needs the `datasets` package: pip install datasets") from None
+    try:
+        ds = datasets.load_dataset(src.path, src.config, split=src.split, streaming=src.streaming)
+    except Exception as exc:  # network, unknown name, gated dataset: the user fixes the name or goes online
+        raise DataError(f"could not load hub dataset {src.path!r} ({exc.__class__.__name__}: {exc}); check the name/config/split and the network") from None
+    for i, rec in enumerate(ds):
+        text = rec.get(src.text_field)
+        if text is None:
+            issues[f"{src.path}: records without field {src.text_field!r} (skipped; keys: {sorted(rec)[:8]})"] += 1
+            continue
+        yield f"{src.path}:{rec.get('id', i)}", str(text)
+
+
+def source_name(src: Any) -> str:
+    """Short label of a source for the `source` column and the report."""
+    if src.kind == "embedded":
+        return "embedded"
+    if src.kind == "recipe":
+        return str(src.recipe)
+    return f"{src.kind}:{Path(str(src.path)).name}"
+
+
+def read_source(src: Any, issues: Counter) -> Iterator[Doc]:
+    """Documents of one `SourceConfig`, at most `max_docs`."""
+    if src.kind == "embedded":
+        files = sorted((assets_dir() / "corpus").glob("*.jsonl"))
+        if not files:
+            raise DataError(f"the embedded corpus is missing from {assets_dir() / 'corpus'}; reinstall kolm")
+        gen: Iterator[Doc] = (d for f in files for d in _read_jsonl(f, "text", issues))
+    elif src.kind == "file":
+        gen = (d for f in expand_paths(str(src.path)) for d in read_file(f, src.text_field, issues, src.txt_mode))
+    elif src.kind == "recipe":
+        gen = read_recipe(str(src.recipe), str(src.path) if src.path else _default_recipe_path(str(src.recipe)), issues)
+    else:
+        gen = _read_hub(src, issues)
+    for i, doc in enumerate(gen):
+        if src.max_docs and i >= src.max_docs:
+            break
+        yield doc
+
+
+def _default_recipe_path(name: str) -> str:
+    if name == "nsmc":
+        return str(Path.cwd() / "../shared/data/nsmc/train.tsv")
+    raise DataError(f"data.sources.path: recipe {name!r} needs a path to the downloaded files")
+
