@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kolm.errors import ConfigError
 from kolm.sections import Section, option
 
 __all__ = ["ModelConfig"]
@@ -24,3 +25,14 @@ class ModelConfig(Section):
     norm_eps: float = option(1e-5, help="RMSNorm epsilon", gt=0)
     tie_embeddings: bool = option(True, help="share input embedding and output projection")
     init_std: float = option(0.02, help="standard deviation of the weight init", gt=0)
+
+    def validate(self) -> None:
+        problems = []
+        if self.d_model % self.n_heads:
+            problems.append(f"model.d_model ({self.d_model}) must be a multiple of model.n_heads ({self.n_heads})")
+        elif (self.d_model // self.n_heads) % 2:
+            problems.append(f"model.d_model / model.n_heads = {self.d_model // self.n_heads} must be even (rotary pairs)")
+        if self.n_heads % self.n_kv_heads:
+            problems.append(f"model.n_heads ({self.n_heads}) must be a multiple of model.n_kv_heads ({self.n_kv_heads})")
+        if problems:
+            raise ConfigError("; ".join(problems))

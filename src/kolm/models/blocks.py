@@ -1,0 +1,223 @@
+"""Building blocks of kolm's decoder-only Transformer, in the order a token meets them.
+
+RMSNorm -> rotary position embedding -> causal self-attention (grouped-query,
+`scaled_dot_product_attention`) -> SwiGLU MLP -> pre-norm residual block.
+
+Design choices worth knowing:
+
+* Module names follow Llama (`q_proj k_proj v_proj o_proj gate_proj up_proj
+  down_proj`), so PEFT finds its targets and `export --format hf-llama` is a
+  rename-free copy of the state dict.
+* While the projections are plain `nn.Linear`, attention runs ONE matmul for
+  q, k and v (their weights concatenated) and the MLP one matmul for gate and
+  up. When PEFT swaps a projection for its own module (LoRA, IA3, DoRA...) the
+  block notices and calls each module, so adapters always take effect.
+  Concatenating weights costs a copy per forward, small next to the matmul
+  when training; at inference (no autograd) the fused weight is cached and
+  rebuilt only when a weight changes.
+* Rotary embedding uses the half-split ("rotate_half") layout of Hugging Face
+  Llama, applied to q and k in one op, with cos/sin tables built once per
+  device/dtype instead of per forward.
+* No biases anywhere; attention never loops over heads; GQA is handled by
+  SDPA's `enable_gqa` (no `repeat_interleave` copies of k and v).
+* Inference state is an explicit cache object handed to `forward`
+  (see `kolm.models.cache`); anything with `update(k, v, layer_idx)` and
+  `get_seq_length()` works, including Hugging Face's `DynamicCache`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kolm.errors import ConfigError
+
+__all__ = ["RMSNorm", "Rotary", "apply_rotary", "Attention", "SwiGLU", "Block", "SequenceTooLongError"]
+
+
+class SequenceTooLongError(ConfigError, ValueError):
+    """A sequence longer than the model's rotary table (`max_seq_len`)."""
+
+
+# ----------------------------------------------------------------------------
+# Normalisation
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm with a learned gain; computed in float32 like Llama."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Upcast so bf16 activations are normalised in fp32 (matches HF Llama numerics).
+        y = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
+        return self.weight * y
+
+
+# ----------------------------------------------------------------------------
+# Rotary position embedding
+
+
+class Rotary(nn.Module):
+    """cos/sin tables of rotary position embedding, half-split layout.
+
+    The tables are plain attributes built lazily on the device and dtype of the
+    activations: they never appear in the state dict and need no special care
+    when the model is materialised from the meta device.
+    """
+
+    def __init__(self, head_dim: int, max_positions: int, theta: float = 10000.0):
+        super().__init__()
+        self.head_dim, self.max_positions, self.theta = head_dim, max_positions, theta
+        self._tables: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _build(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        inv_freq = 1.0 / (self.theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=device).float() / self.head_dim))
+        t = torch.arange(self.max_positions, device=device, dtype=torch.float32)
+        freqs = torch.outer(t, inv_freq)  # (P, D/2)
+        cos = torch.cat([freqs.cos(), freqs.cos()], dim=-1)  # (P, D)
+        sin = freqs.sin()
+        # Sign folded in so that rotate_half(x) * sin == roll(x, D/2) * sin_signed (one op fewer per call).
+        sin_signed = torch.cat([-sin, sin], dim=-1)  # (P, D)
+        return cos.to(dtype), sin_signed.to(dtype)
+
+    def forward(self, x: torch.Tensor, start: int, length: int, position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin) shaped to broadcast over (B, T, heads, D): (1 or B, T, 1, D)."""
+        end = start + length if position_ids is None else None
+        if end is not None and end > self.max_positions:
+            raise SequenceTooLongError(
+                f"sequence length {end} exceeds the model's max positions {self.max_positions}; "
+                f"shorten the input or raise model.max_seq_len (it sets the rotary table size)")
+        key = (x.device, x.dtype)
+        if key not in self._tables:
+            self._tables[key] = self._build(x.device, x.dtype)
+        cos, sin = self._tables[key]
+        if position_ids is None:
+            return cos[start:end, None, :].unsqueeze(0), sin[start:end, None, :].unsqueeze(0)
+        if int(position_ids.max()) >= self.max_positions:
+            raise SequenceTooLongError(
+                f"position {int(position_ids.max())} exceeds the model's max positions {self.max_positions}; "
+                f"shorten the input or raise model.max_seq_len")
+        return cos[position_ids].unsqueeze(2), sin[position_ids].unsqueeze(2)  # (B, T, 1, D)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (i, i + D/2) of the last dim by position-dependent angles. x: (B, T, heads, D)."""
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), sin_signed)
+
+
+# ----------------------------------------------------------------------------
+# Attention
+
+
+def _plain_linear(*modules: nn.Module) -> bool:
+    # Exact type check: a PEFT wrapper (or any subclass) must run its own forward.
+    return all(type(m) is nn.Linear for m in modules)
+
+
+class _FusedWeight:
+    """Concatenation of several Linear weights, cached while autograd is off and the weights are unchanged."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._weight: torch.Tensor | None = None
+
+    def __call__(self, *linears: nn.Linear) -> torch.Tensor:
+        ws = [m.weight for m in linears]
+        if torch.is_grad_enabled() and any(w.requires_grad for w in ws):
+            return torch.cat(ws, dim=0)  # differentiable; gradients split back per weight
+        key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in ws)
+        if key != self._key:
+            self._weight, self._key = torch.cat([w.detach() for w in ws], dim=0), key
+        return self._weight
+
+
+class Attention(nn.Module):
+    """Causal self-attention with grouped-query heads and rotary positions."""
+
+    def __init__(self, d_model: int, n_heads: int, n_kv_heads: int, layer_idx: int):
+        super().__init__()
+        self.n_heads, self.n_kv_heads = n_heads, n_kv_heads
+        self.head_dim = d_model // n_heads
+        self.layer_idx = layer_idx
+        self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(n_heads * self.head_dim, d_model, bias=False)
+        self._fused = _FusedWeight()
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        cache: Any | None = None,
+    ) -> torch.Tensor:
+        """x: (B, T, C); mask: bool (B, 1, T, Tk) or None for plain causal attention over x alone."""
+        B, T, _ = x.shape
+        H, KV, D = self.n_heads, self.n_kv_heads, self.head_dim
+        if _plain_linear(self.q_proj, self.k_proj, self.v_proj):
+            qkv = F.linear(x, self._fused(self.q_proj, self.k_proj, self.v_proj)).view(B, T, H + 2 * KV, D)
+            qk = apply_rotary(qkv[:, :, : H + KV], cos, sin)  # q and k rotated together: (B, T, H+KV, D)
+            q, k, v = qk[:, :, :H], qk[:, :, H:], qkv[:, :, H + KV :]
+        else:
+            q = apply_rotary(self.q_proj(x).view(B, T, H, D), cos, sin)
+            k = apply_rotary(self.k_proj(x).view(B, T, KV, D), cos, sin)
+            v = self.v_proj(x).view(B, T, KV, D)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, D), views
+        if cache is not None:
+            k, v = cache.update(k, v, self.layer_idx)  # (B, KV, Tk, D): past + new
+        # is_causal only when queries and keys are the same positions (no cache, no padding).
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=mask is None and T > 1 and k.shape[2] == T, enable_gqa=KV != H,
+        )  # (B, H, T, D)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, H * D))
+
+
+# ----------------------------------------------------------------------------
+# MLP
+
+
+class SwiGLU(nn.Module):
+    """down(silu(gate(x)) * up(x)) (Shazeer 2020)."""
+
+    def __init__(self, d_model: int, ffn_dim: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(d_model, ffn_dim, bias=False)
+        self.up_proj = nn.Linear(d_model, ffn_dim, bias=False)
+        self.down_proj = nn.Linear(ffn_dim, d_model, bias=False)
+        self._fused = _FusedWeight()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _plain_linear(self.gate_proj, self.up_proj):
+            gate, up = F.linear(x, self._fused(self.gate_proj, self.up_proj)).chunk(2, dim=-1)  # (B, T, F) each
+        else:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        return self.down_proj(F.silu(gate) * up)
+
+
+# ----------------------------------------------------------------------------
+# Block
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, d_model: int, n_heads: int, n_kv_heads: int, ffn_dim: int, norm_eps: float, layer_idx: int):
+        super().__init__()
+        self.input_layernorm = RMSNorm(d_model, norm_eps)
+        self.self_attn = Attention(d_model, n_heads, n_kv_heads, layer_idx)
+        self.post_attention_layernorm = RMSNorm(d_model, norm_eps)
+        self.mlp = SwiGLU(d_model, ffn_dim)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None = None,
+                cache: Any | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache)
+        return x + self.mlp(self.post_attention_layernorm(x))

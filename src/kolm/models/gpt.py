@@ -1,0 +1,368 @@
+"""KolmGPT: a Llama-style decoder-only Transformer, packaged as a Hugging Face model.
+
+Read top-down: config -> base model (embedding, blocks, final norm) -> causal
+LM head -> sequence-classification head. The blocks live in `blocks.py`.
+
+Notable choices:
+
+* Parameter names match `LlamaForCausalLM` (`model.embed_tokens`,
+  `model.layers.N.self_attn.q_proj`, ..., `lm_head`), so PEFT's standard target
+  names work and the hf-llama export copies tensors unchanged.
+* Our own field names (`d_model`, `n_layers`, ...) are mapped to the names the
+  `transformers` machinery reads (`hidden_size`, `num_hidden_layers`, ...)
+  through `attribute_map`; `generate()`'s `DynamicCache` needs
+  `num_hidden_layers`.
+* `forward` takes an explicit inference-state object (`cache=`; also accepted
+  as `past_key_values=`): our preallocated `KVCache` from the engine, or the
+  `DynamicCache` that `generate()` builds. Left padding works through
+  `attention_mask` (+ `position_ids`, derived from the mask when absent).
+* Loss shifts the labels, not the logits (no (B, T, V) copy).
+* Build big models on the meta device: `build_on_meta(config, device)`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast, SequenceClassifierOutputWithPast
+
+from kolm.models.blocks import Block, RMSNorm, Rotary
+from kolm.models.cache import KVCache
+
+__all__ = [
+    "KolmGPTConfig",
+    "KolmGPTPreTrainedModel",
+    "KolmGPTModel",
+    "KolmGPTForCausalLM",
+    "KolmGPTForSequenceClassification",
+    "build_on_meta",
+]
+
+
+# ----------------------------------------------------------------------------
+# Config
+
+
+class KolmGPTConfig(PretrainedConfig):
+    """Shape of a KolmGPT model (saved as config.json, model_type "kolm_gpt")."""
+
+    model_type = "kolm_gpt"
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]
+    attribute_map = {
+        "hidden_size": "d_model",
+        "num_hidden_layers": "n_layers",
+        "num_attention_heads": "n_heads",
+        "num_key_value_heads": "n_kv_heads",
+        "intermediate_size": "ffn_dim",
+        "max_position_embeddings": "max_seq_len",
+        "rms_norm_eps": "norm_eps",
+        "initializer_range": "init_std",
+    }
+
+    vocab_size: int = 32000
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    n_kv_heads: int = 2
+    ffn_dim: int = 384
+    max_seq_len: int = 256
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    init_std: float = 0.02
+    tie_word_embeddings: bool = True
+    use_cache: bool = True
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        super().__post_init__(**kwargs)
+        problems = []
+        if self.d_model % self.n_heads:
+            problems.append(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
+        elif (self.d_model // self.n_heads) % 2:
+            problems.append(f"head size d_model/n_heads = {self.d_model // self.n_heads} must be even (rotary pairs)")
+        if self.n_heads % self.n_kv_heads:
+            problems.append(f"n_heads {self.n_heads} is not a multiple of n_kv_heads {self.n_kv_heads}")
+        if problems:
+            raise ValueError("invalid KolmGPT config: " + "; ".join(problems))
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+# ----------------------------------------------------------------------------
+# Shared Hugging Face plumbing
+
+
+class KolmGPTPreTrainedModel(PreTrainedModel):
+    """Weight init, loading and saving conventions shared by every KolmGPT head."""
+
+    config_class = KolmGPTConfig
+    config: KolmGPTConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = False
+    _no_split_modules = ["Block"]
+    _supports_sdpa = True
+    _supports_attention_backend = False
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Initialise one module (called by `init_weights()` and for weights missing from a checkpoint).
+
+        * embeddings and every linear layer: normal(0, init_std);
+        * the two projections that write into the residual stream (`o_proj`,
+          `down_proj`): normal(0, init_std / sqrt(2 * n_layers)), so the
+          residual's variance does not grow with depth (GPT-2);
+        * RMSNorm gains: 1. There are no biases.
+        """
+        std = self.config.init_std
+        if isinstance(module, nn.Linear):
+            residual = getattr(module, "_kolm_residual_out", False)
+            init.normal_(module.weight, mean=0.0, std=std / math.sqrt(2 * self.config.n_layers) if residual else std)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, RMSNorm):
+            init.ones_(module.weight)
+
+
+# ----------------------------------------------------------------------------
+# Base model
+
+
+def _position_ids_from_mask(attention_mask: torch.Tensor, past: int, length: int) -> torch.Tensor:
+    """Positions counting only real tokens, so left padding does not shift them. (B, T)."""
+    pos = attention_mask.long().cumsum(-1) - 1
+    return pos.clamp(min=0)[:, past : past + length]
+
+
+def _attention_mask(attention_mask: torch.Tensor | None, past: int, length: int, device: torch.device) -> torch.Tensor | None:
+    """Bool (B, 1, T, past+T) mask from a 2-D padding mask, or None when plain causal attention suffices."""
+    if attention_mask is None or bool(attention_mask.all()):
+        if length == 1 or past == 0:
+            return None  # decode step sees every key; prefill is plain causal (SDPA is_causal)
+        q = torch.arange(past, past + length, device=device)
+        return (torch.arange(past + length, device=device)[None, :] <= q[:, None])[None, None]
+    keys = attention_mask.bool()[:, None, None, : past + length]  # (B, 1, 1, Tk)
+    q = torch.arange(past, past + length, device=device)[:, None]  # (T, 1) absolute query positions
+    k = torch.arange(past + length, device=device)[None, :]  # (1, Tk)
+    mask = keys & (k <= q)  # (B, 1, T, Tk)
+    # A padding query sees no key at all; let it see itself so SDPA returns numbers, not NaN.
+    return mask | ((k == q) & ~mask.any(-1, keepdim=True))
+
+
+class KolmGPTModel(KolmGPTPreTrainedModel):
+    """Token embedding -> N blocks -> final RMSNorm. Returns hidden states (B, T, C)."""
+
+    def __init__(self, config: KolmGPTConfig):
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
+        self.layers = nn.ModuleList(
+            Block(config.d_model, config.n_heads, config.n_kv_heads, config.ffn_dim, config.norm_eps, i)
+            for i in range(config.n_layers)
+        )
+        self.norm = RMSNorm(config.d_model, config.norm_eps)
+        self.rotary = Rotary(config.head_dim, config.max_seq_len, config.rope_theta)
+        for layer in self.layers:  # marked for the depth-scaled init
+            layer.self_attn.o_proj._kolm_residual_out = True
+            layer.mlp.down_proj._kolm_residual_out = True
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed_tokens = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Any | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        past_key_values: Any | None = None,
+        **kwargs: Any,
+    ) -> BaseModelOutputWithPast:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
+        B, T, _ = x.shape
+        cache = cache if cache is not None else past_key_values
+        if cache is None and use_cache and not self.training:
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=self.config)
+        past = cache.get_seq_length() if cache is not None else 0
+        if attention_mask is not None and attention_mask.dim() != 2:
+            raise ValueError("attention_mask must be 2-D (batch, past + new tokens): 1 for tokens, 0 for padding")
+        if position_ids is None and attention_mask is not None and not bool(attention_mask.all()):
+            position_ids = _position_ids_from_mask(attention_mask, past, T)
+        if position_ids is not None and position_ids.dim() == 1:
+            position_ids = position_ids[None]
+        if position_ids is not None and bool((position_ids[:, :1] == past).all()) and bool((position_ids == position_ids[:1]).all()):
+            # Contiguous positions shared by the batch: slice the table instead of gathering.
+            if bool((position_ids[0] == torch.arange(past, past + T, device=position_ids.device)).all()):
+                position_ids = None
+        cos, sin = self.rotary(x, past, T, position_ids)
+        mask = _attention_mask(attention_mask, past, T, x.device)
+        for layer in self.layers:
+            x = layer(x, cos, sin, mask, cache)
+        return BaseModelOutputWithPast(last_hidden_state=self.norm(x), cache=cache)
+
+
+# ----------------------------------------------------------------------------
+# Heads
+
+
+class KolmGPTForCausalLM(KolmGPTPreTrainedModel, GenerationMixin):
+    """KolmGPT with a next-token head; works with `generate()`, pipelines, PEFT and TRL."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: KolmGPTConfig):
+        super().__init__(config)
+        self.model = KolmGPTModel(config)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.embed_tokens = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def new_cache(self, batch_size: int, max_len: int, device: torch.device | str | None = None,
+                  dtype: torch.dtype | None = None) -> KVCache:
+        """An empty preallocated inference state for `batch_size` rows of up to `max_len` tokens."""
+        c = self.config
+        p = self.lm_head.weight
+        return KVCache(c.n_layers, batch_size, c.n_kv_heads, c.head_dim, max_len, device or p.device, dtype or p.dtype)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Any | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        past_key_values: Any | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> CausalLMOutputWithPast:
+        """Logits (B, T, V) (or of the last `logits_to_keep` positions) and, given labels, the mean next-token loss.
+
+        Labels use -100 for ignored positions; pass `num_items_in_batch` to
+        sum-and-divide across gradient-accumulation micro-batches instead.
+        """
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         cache=cache if cache is not None else past_key_values, inputs_embeds=inputs_embeds,
+                         use_cache=use_cache)
+        h = out.last_hidden_state
+        if isinstance(logits_to_keep, int):
+            h = h[:, -logits_to_keep:] if logits_to_keep else h
+        else:
+            h = h[:, logits_to_keep]
+        logits = self.lm_head(h)  # (B, T', V)
+        loss = None
+        if labels is not None:
+            loss = causal_lm_loss(logits, labels, kwargs.get("num_items_in_batch"))
+        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache)
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, num_items: int | torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of position t predicting labels[t+1]; labels are shifted (cheap), logits are not."""
+    targets = F.pad(labels[:, 1:], (0, 1), value=-100).to(logits.device)  # (B, T)
+    reduction = "mean" if num_items is None else "sum"
+    loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction=reduction)
+    return loss if num_items is None else loss / num_items
+
+
+class KolmGPTForSequenceClassification(KolmGPTPreTrainedModel):
+    """KolmGPT with a linear `score` head on the last real token (pad-aware; left or right padding)."""
+
+    def __init__(self, config: KolmGPTConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = KolmGPTModel(config)
+        self.score = nn.Linear(config.d_model, config.num_labels, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.embed_tokens = value
+
+    def _last_token(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, B: int, T: int,
+                    device: torch.device) -> torch.Tensor:
+        """Index of the last real token of each row (B,)."""
+        if attention_mask is not None:
+            real = attention_mask[:, -T:].bool()
+        elif input_ids is not None and self.config.pad_token_id is not None:
+            real = input_ids != self.config.pad_token_id
+        else:
+            return torch.full((B,), T - 1, device=device)
+        # Rightmost real position: works for left padding, right padding and none.
+        idx = torch.arange(T, device=device).expand(B, T)
+        return torch.where(real.to(device), idx, -1).max(-1).values.clamp(min=0)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> SequenceClassifierOutputWithPast:
+        """Logits (B, num_labels); loss (cross-entropy, MSE for one label, BCE for multi-label) when labels given."""
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         inputs_embeds=inputs_embeds, use_cache=False)
+        h = out.last_hidden_state  # (B, T, C)
+        B, T = h.shape[:2]
+        last = self._last_token(input_ids, attention_mask, B, T, h.device)
+        logits = self.score(h[torch.arange(B, device=h.device), last])  # (B, num_labels)
+        loss = None
+        if labels is not None:
+            labels = labels.to(logits.device)
+            problem = self.config.problem_type
+            if problem is None:
+                problem = ("regression" if self.num_labels == 1 else
+                           "single_label_classification" if labels.dtype in (torch.long, torch.int) else
+                           "multi_label_classification")
+            if problem == "regression":
+                loss = F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
+            elif problem == "single_label_classification":
+                loss = F.cross_entropy(logits.float(), labels.view(-1))
+            else:
+                loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        return SequenceClassifierOutputWithPast(loss=loss, logits=logits)
+
+
+def build_on_meta(config: KolmGPTConfig, device: torch.device | str = "cpu", cls: type = KolmGPTForCausalLM) -> PreTrainedModel:
+    """Construct without allocating or initialising twice: shapes on the meta device, then memory on `device`, then init."""
+    with torch.device("meta"):
+        model = cls(config)
+    model.to_empty(device=device)
+    for m in model.modules():  # init_weights skips modules already marked initialised
+        m.__dict__.pop("_is_hf_initialized", None)
+    model.init_weights()
+    return model

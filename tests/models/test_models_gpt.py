@@ -1,0 +1,166 @@
+"""KolmGPT against Hugging Face Llama, and its Hugging Face packaging (save/load, Auto classes, PEFT, pipeline)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from kolm_testkit import llama_twin, make_config, make_model
+
+
+def test_logits_match_llama_fp32():
+    model = make_model()
+    hf = llama_twin(model)
+    x = torch.randint(0, model.config.vocab_size, (3, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x).logits, hf(x).logits, atol=1e-5, rtol=0)
+        # Left padding with a mask: the real tokens' logits match Llama's on the same (masked) input.
+        mask = torch.ones_like(x)
+        mask[0, :7] = 0
+        ours = model(x, attention_mask=mask).logits
+        theirs = hf(x, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits
+    torch.testing.assert_close(ours[mask.bool()], theirs[mask.bool()], atol=1e-5, rtol=0)
+    assert torch.isfinite(ours).all()
+
+
+def test_untied_embeddings_and_loss_match_llama():
+    model = make_model(tie_word_embeddings=False)
+    assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
+    hf = llama_twin(model)
+    x = torch.randint(0, model.config.vocab_size, (2, 16))
+    labels = x.clone()
+    labels[:, :3] = -100
+    ours, theirs = model(x, labels=labels), hf(x, labels=labels)
+    torch.testing.assert_close(ours.loss, theirs.loss, atol=1e-5, rtol=0)
+    ours.loss.backward()
+    theirs.loss.backward()
+    g1 = model.model.layers[0].self_attn.k_proj.weight.grad
+    g2 = hf.model.layers[0].self_attn.k_proj.weight.grad
+    torch.testing.assert_close(g1, g2, atol=1e-5, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_init_weights_documented_scheme():
+    model = make_model()
+    std = model.config.init_std
+    w = torch.cat([layer.self_attn.q_proj.weight.flatten() for layer in model.model.layers])
+    assert abs(float(w.std()) - std) < 0.2 * std
+    o = torch.cat([layer.mlp.down_proj.weight.flatten() for layer in model.model.layers])
+    assert float(o.std()) < 0.8 * std  # depth-scaled residual projections
+    assert all(bool((layer.input_layernorm.weight == 1).all()) for layer in model.model.layers)
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+
+
+def test_meta_build_equals_shapes_and_is_initialised():
+    from kolm.models.config import ModelConfig
+    from kolm.models.registry import build_causal_lm
+
+    m = build_causal_lm(ModelConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64, max_seq_len=64), 300, 1, 2, 0)
+    assert all(p.device.type == "cpu" for p in m.parameters())
+    assert float(m.model.layers[1].mlp.up_proj.weight.std()) > 0.01
+    assert m.lm_head.weight is m.model.embed_tokens.weight
+    assert m.config.pad_token_id == 0 and m.config.num_hidden_layers == 2 and m.config.hidden_size == 32
+
+
+def test_save_load_round_trip_safetensors(tmp_path):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    import kolm.models.registry  # noqa: F401
+
+    model = make_model()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    assert AutoConfig.from_pretrained(tmp_path).model_type == "kolm_gpt"
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    x = torch.randint(0, 300, (2, 10))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x).logits, model(x).logits, atol=0, rtol=0)
+    assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
+
+
+def test_sequence_too_long_is_a_clear_error():
+    from kolm.errors import KolmError
+
+    model = make_model()
+    with pytest.raises(KolmError, match="max positions 64"):
+        model(torch.zeros(1, 65, dtype=torch.long))
+    with pytest.raises(ValueError, match="max_seq_len"):
+        model(torch.zeros(1, 65, dtype=torch.long))
+
+
+def test_bad_shapes_are_rejected():
+    from kolm.errors import ConfigError
+    from kolm.models.config import ModelConfig
+
+    with pytest.raises(ValueError, match="n_kv_heads"):
+        make_config(n_heads=4, n_kv_heads=3)
+    with pytest.raises(ConfigError, match="model.n_heads"):
+        ModelConfig(d_model=30, n_heads=4)
+
+
+def test_inputs_embeds_equal_input_ids():
+    model = make_model()
+    x = torch.randint(0, 300, (2, 12))
+    with torch.no_grad():
+        a = model(input_ids=x).logits
+        b = model(inputs_embeds=model.get_input_embeddings()(x)).logits
+    torch.testing.assert_close(a, b)
+
+
+def test_hf_generate_matches_llama_greedy():
+    model = make_model()
+    hf = llama_twin(model)
+    x = torch.randint(3, 300, (1, 6))
+    kw = dict(max_new_tokens=12, do_sample=False, pad_token_id=0, eos_token_id=None)
+    assert model.generate(x, **kw).tolist() == hf.generate(x, **kw).tolist()
+
+
+def test_lora_attaches_to_standard_names():
+    peft = pytest.importorskip("peft")
+    model = make_model()
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=8, target_modules=targets, task_type="CAUSAL_LM"))
+    names = {n.split(".")[-1] for n, _ in lora.named_modules() if hasattr(_, "lora_A")}
+    assert names == set(targets)
+    x = torch.randint(0, 300, (2, 10))
+    with torch.no_grad():
+        plain = make_model()(x).logits
+        before = lora(x).logits
+    # LoRA B starts at zero: same output; after perturbing B the output moves (the fused path is bypassed).
+    torch.testing.assert_close(before, plain)
+    for n, p in lora.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.5)
+    assert not torch.allclose(lora(x).logits, before)
+    out = lora(x, labels=x)
+    out.loss.backward()
+    assert all(p.grad is not None for n, p in lora.named_parameters() if p.requires_grad)
+
+
+def test_pipeline_text_generation(model_dir):
+    from transformers import pipeline
+
+    import kolm.models.registry  # noqa: F401
+
+    gen = pipeline("text-generation", model=str(model_dir))
+    out = gen("오늘은 날씨가", max_new_tokens=5, do_sample=False)
+    assert out[0]["generated_text"].startswith("오늘은 날씨가")
+
+
+def test_sequence_classification_pools_last_real_token(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    import kolm.models.registry  # noqa: F401
+
+    make_model().save_pretrained(tmp_path)
+    clf = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=3).eval()
+    assert type(clf).__name__ == "KolmGPTForSequenceClassification"
+    x = torch.randint(3, 300, (1, 9))
+    with torch.no_grad():
+        alone = clf(x).logits
+        left = clf(torch.cat([torch.zeros(1, 4, dtype=torch.long), x], 1),
+                   attention_mask=torch.cat([torch.zeros(1, 4), torch.ones(1, 9)], 1).long()).logits
+        right = clf(torch.cat([x, torch.zeros(1, 4, dtype=torch.long)], 1)).logits  # pad id 0, no mask
+    torch.testing.assert_close(left, alone, atol=1e-5, rtol=0)
+    torch.testing.assert_close(right, alone, atol=1e-5, rtol=0)
+    out = clf(x.repeat(2, 1), labels=torch.tensor([0, 2]))
+    assert out.logits.shape == (2, 3) and out.loss.requires_grad
