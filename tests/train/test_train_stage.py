@@ -28,12 +28,9 @@ def test_pretrain_stage_writes_everything(tiny_run):
 
     from transformers import AutoModelForCausalLM
 
-    try:
-        import kolm.models.registry  # noqa: F401
-    except ImportError:
-        pass
+    import kolm.models.registry  # noqa: F401
     model = AutoModelForCausalLM.from_pretrained(str(out / "final"))
-    assert model.config.vocab_size > 0
+    assert model.config.model_type == "kolm_gpt" and model.config.vocab_size > 0
 
 
 def test_seq_len_beyond_max_positions(tiny_run):

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
+from torch.autograd.graph import increment_version
 
 from kolm.errors import KolmError
 from kolm.train import distributed as dist_utils
@@ -201,6 +202,8 @@ def train(
                 state.best_metric, state.best_step = float(value), state.step
         return metrics
 
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    fused = any(g.get("fused") for g in optimizer.param_groups)
     model.train()
     if state.step >= settings.max_steps:
         log(f"already at step {state.step} of {settings.max_steps}; nothing to train")
@@ -235,6 +238,10 @@ def train(
             grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         lr = optimizer.param_groups[0]["lr"]  # the rate this step used (the scheduler moves it next)
         optimizer.step()
+        if fused:
+            # Fused kernels update weights without bumping autograd version counters; anything keyed on
+            # them (no-grad weight caches in the model) would keep serving the old weights.
+            increment_version(params)
         if scheduler is not None:
             scheduler.step()
         optimizer.zero_grad(set_to_none=True)

@@ -40,25 +40,10 @@ __all__ = ["run", "build_model", "grad_accum_steps", "make_evaluator", "generate
 
 
 def build_model(model_cfg: Any, vocab_size: int, bos_id: int | None, eos_id: int | None, pad_id: int | None) -> nn.Module:
-    """KolmGPT from the run config's `model:` section and the tokenizer's vocabulary."""
-    try:
-        from kolm.models.registry import gpt_config_from_run
-    except ImportError:  # TEMPORARY until kolm.models lands: a Llama of the same shape
-        from transformers import LlamaConfig, LlamaForCausalLM
+    """KolmGPT from the run config's `model:` section and the tokenizer's vocabulary (initialised on CPU)."""
+    from kolm.models.registry import build_causal_lm
 
-        return LlamaForCausalLM(LlamaConfig(
-            vocab_size=vocab_size, hidden_size=model_cfg.d_model, intermediate_size=model_cfg.ffn_dim,
-            num_hidden_layers=model_cfg.n_layers, num_attention_heads=model_cfg.n_heads,
-            num_key_value_heads=model_cfg.n_kv_heads, max_position_embeddings=model_cfg.max_seq_len,
-            rope_theta=model_cfg.rope_theta, rms_norm_eps=model_cfg.norm_eps,
-            tie_word_embeddings=model_cfg.tie_embeddings, bos_token_id=bos_id, eos_token_id=eos_id,
-            pad_token_id=pad_id))
-
-    config = gpt_config_from_run(model_cfg, vocab_size=vocab_size, bos_token_id=bos_id, eos_token_id=eos_id,
-                                 pad_token_id=pad_id)
-    from kolm.models.registry import KolmGPTForCausalLM
-
-    return KolmGPTForCausalLM(config)
+    return build_causal_lm(model_cfg, vocab_size, bos_id, eos_id, pad_id)
 
 
 def grad_accum_steps(tokens_per_step: int, batch_size: int, seq_len: int, world: int) -> int:
@@ -68,13 +53,16 @@ def grad_accum_steps(tokens_per_step: int, batch_size: int, seq_len: int, world:
     return max(1, round(tokens_per_step / (batch_size * seq_len * world)))
 
 
-def make_evaluator(val: PackedTokens, batch_size: int, max_batches: int, device: str):
+def make_evaluator(val: PackedTokens, batch_size: int, max_batches: int, device: str, grad_mode: bool = False):
     """`evaluate(model, step)` -> {"val_loss", "val_bpc"} over the first windows of the validation split.
 
     The same windows every time (`max_batches * batch_size * world` of them, 0 =
     all), so evaluations compare across steps, runs and process counts; ranks
     score interleaved slices and sum. Bits per character uses the split's
-    characters-per-token ratio.
+    characters-per-token ratio. `grad_mode=True` evaluates with autograd on
+    (graph discarded): under FSDP2 the model's no-grad weight caches can go
+    stale, because FSDP2 refills unsharded parameters without bumping their
+    version counters.
     """
     world, rank = dist.world_size(), dist.rank()
     n = len(val) if max_batches == 0 else min(len(val), max_batches * batch_size * world)
@@ -85,7 +73,8 @@ def make_evaluator(val: PackedTokens, batch_size: int, max_batches: int, device:
         sums = torch.zeros(2, dtype=torch.float64)  # (sum of per-window mean losses, windows)
         for start in range(0, len(mine), batch_size):
             batch = val.batch(mine[start : start + batch_size])
-            out = model(**{k: v.to(device) for k, v in batch.items()})
+            with torch.set_grad_enabled(grad_mode):
+                out = model(**{k: v.to(device) for k, v in batch.items()})
             size = batch["input_ids"].shape[0]
             sums += torch.tensor([float(out.loss) * size, size], dtype=torch.float64)
         if dist.is_distributed():
@@ -207,14 +196,7 @@ def run(ctx: StageContext) -> StageResult:
 
     # -- packing (rank 0; the others wait and read) ---------------------------------
     data_dir = ctx.stage_dir("data")
-    try:
-        from kolm.data.io import read_split
-    except ImportError:  # TEMPORARY until kolm.data.io lands
-        def read_split(d: Path, split: str):
-            import pyarrow.parquet as pq
-
-            for f in sorted((Path(d) / split).glob("*.parquet")):
-                yield from pq.read_table(f, columns=["text"]).column("text").to_pylist()
+    from kolm.data.io import read_split
 
     pack_dir = ctx.out / "packed"
     if is_main:
@@ -292,7 +274,9 @@ def run(ctx: StageContext) -> StageResult:
     with ctx.task("pretraining", total=p.max_steps) as task:
         state = train(
             model, sampler, optimizer, scheduler, settings=settings, device=device,
-            evaluate=make_evaluator(val_data, p.batch_size, p.eval_batches, device), checkpointer=ckpt,
+            evaluate=make_evaluator(val_data, p.batch_size, p.eval_batches, device,
+                                    grad_mode=world > 1 and p.distributed == "fsdp"),
+            checkpointer=ckpt,
             metrics_path=metrics_path, progress=task, log=ctx.log, hooks=hooks, sinks=_sinks(ctx, cfg) if is_main else [],
             checkpoint_extra={"config": {"model": _section(cfg.model), "pretrain": _section(p)}},
         )
