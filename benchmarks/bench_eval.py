@@ -5,7 +5,7 @@ reviews, a Llama with the tiny preset's shape, 100 validation documents, 60
 labelled reviews (few-shot k = 0, 1, 4), 8 prompts with references. Then runs
 `kolm eval` with configs/tiny.yaml. Needs ../shared/data (NSMC).
 
-    .venv/bin/python benchmarks/bench_eval.py [--threads 2]
+    .venv/bin/python benchmarks/bench_eval.py [--threads 2] [--kolm]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ NSMC = REPO / ".." / "shared" / "data" / "nsmc"
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--kolm", action="store_true", help="use kolm's own GPT (tiny preset shape) instead of HF Llama")
     args = ap.parse_args()
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -45,9 +46,15 @@ def main() -> None:
     tok.train_from_iterator(texts[:3000], trainers.BpeTrainer(vocab_size=4000, special_tokens=["<pad>", "<s>", "</s>"],
                                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(hf_tok), hidden_size=128, intermediate_size=384, num_hidden_layers=4,
+    if args.kolm:
+        from kolm.models.registry import build_causal_lm
+
+        model = build_causal_lm(load_config("tiny").model, len(hf_tok), bos_id=1, eos_id=2, pad_id=0)
+    else:
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=len(hf_tok), hidden_size=128, intermediate_size=384, num_hidden_layers=4,
                                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                                          bos_token_id=1, eos_token_id=2, pad_token_id=0))
+    print(f"model: {type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} parameters")
     run_dir = tmp / "run"
     model.save_pretrained(run_dir / "pretrain" / "final")
     hf_tok.save_pretrained(run_dir / "pretrain" / "final")

@@ -99,3 +99,11 @@ def test_templates_load_and_reject_bad_input(tmp_path):
         load_fewshot_template(str(bad))
     with pytest.raises(ConfigError, match="unknown variants"):
         load_variations("variations", ["plain", "shouting"])
+
+
+def test_single_token_fast_path_equals_batched_path(tiny_lm, tiny_tokenizer, template):
+    # " 긍정"/" 부정" are one token each (fast path); adding a two-token word forces the batched path
+    ctx = template.prompt("영화 정말 좋다", POOL[:2])
+    fast = continuation_logprobs(tiny_lm, tiny_tokenizer, ctx, [" 긍정", " 부정"])
+    slow = continuation_logprobs(tiny_lm, tiny_tokenizer, ctx, [" 긍정", " 부정", " 긍정 부정"])
+    assert fast == pytest.approx(slow[:2], abs=1e-4)

@@ -52,6 +52,14 @@ def continuation_logprobs(
     import torch
 
     pairs = [_split_encode(tokenizer, context, c) for c in continuations]
+    if all(len(cont) == 1 for _, cont in pairs) and all(ctx == pairs[0][0] for ctx, _ in pairs):
+        # every label word is one token after the same context (긍정/부정 usually are):
+        # one forward pass over the context and a read of the next-token distribution
+        ctx_ids = pairs[0][0][-max_length:] if max_length else pairs[0][0]
+        with torch.no_grad():
+            last = model(input_ids=torch.tensor([ctx_ids], device=device)).logits[0, -1].float()  # (V,)
+        logp = torch.log_softmax(last, dim=-1)
+        return [float(logp[cont[0]]) for _, cont in pairs]
     rows = [ctx + cont for ctx, cont in pairs]
     if max_length:  # keep the end: the query and the label word matter most, drop the oldest shots' tokens
         rows = [r[-max_length:] for r in rows]
