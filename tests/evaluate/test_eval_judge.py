@@ -65,3 +65,13 @@ def test_unreachable_endpoint_is_a_clear_error(monkeypatch):
     c = JudgeClient(f"http://127.0.0.1:{port}/v1", "m", api_key_env="KOLM_TEST_JUDGE_KEY", timeout=2)
     with pytest.raises(KolmError, match="unreachable.*eval.judge.base_url"):
         c.chat([{"role": "user", "content": "hi"}])
+
+
+def test_check_fails_fast(judge_server, monkeypatch):
+    monkeypatch.setenv("KOLM_TEST_JUDGE_KEY", "x")
+    JudgeClient(judge_server, "m", api_key_env="KOLM_TEST_JUDGE_KEY").check()  # reachable, key set
+    with pytest.raises(ConfigError, match="not an http"):
+        JudgeClient("127.0.0.1:8000", "m", api_key_env="KOLM_TEST_JUDGE_KEY").check()
+    monkeypatch.delenv("KOLM_TEST_JUDGE_KEY")
+    with pytest.raises(ConfigError, match="is not set"):
+        JudgeClient(judge_server, "m", api_key_env="KOLM_TEST_JUDGE_KEY").check()

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from kolm.config import load_config
-from kolm.errors import CheckpointError, DataError
+from kolm.errors import CheckpointError, ConfigError, DataError
 from kolm.run import run_stage
 
 VALIDATION = ["오늘 서울 날씨 맑다 .", "영화 정말 좋다 , 배우 연기 최고 .", "이야기 너무 재미 없다 ."]
@@ -106,3 +106,12 @@ def test_bad_inputs_give_clear_errors(run, tmp_path):
     # no model
     with pytest.raises(CheckpointError, match="eval.model"):
         run_stage(load_config(None, base + [f"eval.model={tmp_path / 'nothing'}"], run_dir=run_dir), "eval", force=True)
+
+
+def test_judge_key_missing_fails_before_model_work(run, monkeypatch):
+    run_dir, overrides = run
+    monkeypatch.delenv("KOLM_NO_SUCH_KEY", raising=False)
+    cfg = load_config(None, overrides + ["eval.judge.base_url=http://127.0.0.1:9/v1", "eval.judge.api_key_env=KOLM_NO_SUCH_KEY"], run_dir=run_dir)
+    with pytest.raises(ConfigError, match="KOLM_NO_SUCH_KEY is not set"):
+        run_stage(cfg, "eval")
+    assert not (run_dir / "eval" / "eval.json").exists()

@@ -79,6 +79,21 @@ class JudgeClient:
             )
         return key
 
+    def check(self) -> None:
+        """Fail fast, before any model work: the key is set and something listens at base_url."""
+        import socket
+        import urllib.parse
+
+        self.api_key()
+        url = urllib.parse.urlparse(self.base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConfigError(f"eval.judge.base_url: {self.base_url!r} is not an http(s) URL (e.g. http://127.0.0.1:8000/v1)")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            socket.create_connection((url.hostname, port), timeout=min(self.timeout, 10.0)).close()
+        except OSError as exc:
+            raise KolmError(f"judge endpoint {self.base_url} is unreachable ({exc}); start the server or fix eval.judge.base_url") from None
+
     def chat(self, messages: list[dict[str, str]]) -> str:
         """The assistant message content of one completion."""
         key = self.api_key()

@@ -213,7 +213,6 @@ def _judge(ctx: Any, prompts: list[dict[str, str]], systems: dict[str, list[str]
 
     jc = ctx.cfg.eval.judge
     client = JudgeClient(jc.base_url, jc.model, jc.api_key_env, jc.timeout)
-    client.api_key()  # fail before any work when the key is missing
     items = prompts[: jc.max_items]
     out: dict[str, Any] = {"base_url": jc.base_url, "model": jc.model, "mode": jc.mode, "swap": jc.swap}
     names = list(systems)
@@ -251,6 +250,11 @@ def run(ctx: Any) -> StageResult:
     cfg = ctx.cfg.eval
     device = resolve_device(cfg.device or ctx.cfg.device)
     seed_everything(ctx.cfg.seed)
+    if cfg.judge.base_url:
+        from kolm.evaluate.judge import JudgeClient
+
+        jc = cfg.judge
+        JudgeClient(jc.base_url, jc.model, jc.api_key_env, jc.timeout).check()
     model_dir = main_model_dir(ctx)
     model, tok = load_causal_lm(model_dir, device)  # checks the dir before ctx.input hashes it
     ctx.input(model_dir)
