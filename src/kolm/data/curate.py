@@ -222,7 +222,7 @@ def curate(data_cfg: Any, out: Path, seed: int = 0, log: Callable[[str], None] =
     if data_cfg.val_fraction > 0 and n_keep >= 2:
         n_val = max(1, n_val)  # tiny corpora still get a validation document
     val_mask = np.zeros(n_keep, dtype=bool)
-    val_mask[rng.choice(n_keep, size=n_val, replace=False)] = True
+    val_mask[rng.permutation(n_keep)[:n_val]] = True
     weights = {source_name(s): s.weight for s in data_cfg.sources}
     train_w = ShardWriter(out / "train", shard_docs=data_cfg.shard_docs)
     val_w = ShardWriter(out / "validation", shard_docs=data_cfg.shard_docs)

@@ -117,7 +117,10 @@ class DocFilter:
         words = text.split()
         if len(words) < c.min_eojeol:
             return "eojeol", f"{len(words)} 어절 < min_eojeol {c.min_eojeol}"
-        r = hangul_ratio(text)
+        r = url_ratio(text)
+        if r > c.max_url_ratio:
+            return "url_ratio", f"URL share {r:.2f} > {c.max_url_ratio}"
+        r = hangul_ratio(URL_RE.sub("", text) if r else text)  # Latin letters of a URL are not a language signal
         if r < c.min_hangul_ratio:
             return "hangul_ratio", f"Hangul share {r:.2f} < {c.min_hangul_ratio}"
         r = symbol_ratio(text)
@@ -126,9 +129,6 @@ class DocFilter:
         r = digit_ratio(text)
         if r > c.max_digit_ratio:
             return "digit_ratio", f"digit share {r:.2f} > {c.max_digit_ratio}"
-        r = url_ratio(text)
-        if r > c.max_url_ratio:
-            return "url_ratio", f"URL share {r:.2f} > {c.max_url_ratio}"
         if "\n" in text:
             r = dup_line_frac(text)
             if r > c.max_dup_line_frac:
