@@ -92,8 +92,12 @@ def _fewshot(ctx: Any, model: Any, tok: Any, name: str, device: str, notes: list
     if examples is None:
         notes.append("few-shot skipped: embedded reviews_test.jsonl not found (set eval.fewshot_file)")
         return None
-    if cfg.fewshot_max_examples:
-        examples = examples[: cfg.fewshot_max_examples]
+    if cfg.fewshot_max_examples and len(examples) > cfg.fewshot_max_examples:
+        # a seeded random subset (file order may group labels), kept in file order
+        import random
+
+        keep = sorted(random.Random(ctx.cfg.seed).sample(range(len(examples)), cfg.fewshot_max_examples))
+        examples = [examples[i] for i in keep]
     if not examples:
         raise DataError("few-shot: no labelled examples to classify; check eval.fewshot_file")
     if max(cfg.fewshot_k) > 0 and not pool:
