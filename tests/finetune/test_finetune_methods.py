@@ -13,13 +13,16 @@ METHODS = ["full", "lora", "dora", "waveft", "ia3", "prompt_tuning"]
 
 
 def tiny(task: str):
-    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+    """A tiny KolmGPT with a causal-LM or a classification head."""
+    from kolm.models.config import ModelConfig
+    from kolm.models.gpt import KolmGPTForCausalLM, KolmGPTForSequenceClassification
+    from kolm.models.registry import gpt_config_from_run
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                      pad_token_id=0, num_labels=2)
-    return (LlamaForSequenceClassification if task == "classify" else LlamaForCausalLM)(cfg)
+    cfg = gpt_config_from_run(ModelConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64, max_seq_len=64),
+                              vocab_size=64, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    cfg.num_labels = 2
+    return (KolmGPTForSequenceClassification if task == "classify" else KolmGPTForCausalLM)(cfg)
 
 
 @pytest.mark.parametrize("task", ["classify", "sft"])
