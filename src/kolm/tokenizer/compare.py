@@ -44,9 +44,9 @@ def load_tokenizer(path: str | Path) -> Any:
 
 def kiwi_boundaries(texts: list[str]) -> list[set[int]]:
     """Character positions inside an 어절 where Kiwi starts a new morpheme, per text."""
-    from kiwipiepy import Kiwi
+    from kolm.tokenizer.train import get_kiwi
 
-    kiwi = Kiwi(num_workers=-1)
+    kiwi = get_kiwi()
     out = []
     for text, tokens in zip(texts, kiwi.tokenize(texts)):
         out.append({t.start for t in tokens if 0 < t.start < len(text)

@@ -109,6 +109,9 @@ def run(ctx: Any) -> Any:
     texts = _train_texts(ctx)
     kinds = [cfg.kind] + [k for k in dict.fromkeys(cfg.compare) if k != cfg.kind]
     stats = {}
+    import shutil
+
+    shutil.rmtree(ctx.out / "candidates", ignore_errors=True)  # candidates of an earlier config must not be compared
     with ctx.task(f"train {len(kinds)} tokenizer(s)", total=len(kinds)) as bar:
         for kind in kinds:
             tok, st = train_tokenizer(kind, texts, cfg)

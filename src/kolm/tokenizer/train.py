@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-__all__ = ["SPECIAL_TOKENS", "CHAT_TOKENS", "CHAT_TEMPLATE", "train_tokenizer", "save_tokenizer", "kiwi_presegment"]
+__all__ = ["SPECIAL_TOKENS", "CHAT_TOKENS", "CHAT_TEMPLATE", "train_tokenizer", "save_tokenizer", "kiwi_presegment", "get_kiwi"]
 
 CHAT_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", *CHAT_TOKENS]
@@ -108,11 +108,21 @@ def _add_byte_fallback(tok: Any, kind: str) -> Any:
     return Tokenizer.from_str(json.dumps(data, ensure_ascii=False))
 
 
-def kiwi_presegment(texts: Iterable[str], num_workers: int = 0) -> Iterator[str]:
-    """Insert the boundary marker at every Kiwi morpheme start inside an 어절 (text otherwise unchanged)."""
-    from kiwipiepy import Kiwi
+_KIWI: list[Any] = []
 
-    kiwi = Kiwi(num_workers=num_workers or -1)
+
+def get_kiwi() -> Any:
+    """One shared Kiwi analyser per process: loading its model takes 5-15 s, so training and comparison share it."""
+    if not _KIWI:
+        from kiwipiepy import Kiwi
+
+        _KIWI.append(Kiwi(num_workers=-1))  # -1: all cores for batched tokenize()
+    return _KIWI[0]
+
+
+def kiwi_presegment(texts: Iterable[str]) -> Iterator[str]:
+    """Insert the boundary marker at every Kiwi morpheme start inside an 어절 (text otherwise unchanged)."""
+    kiwi = get_kiwi()
     buf = list(texts) if not isinstance(texts, list) else texts
     for text, tokens in zip(buf, kiwi.tokenize(buf)):
         cuts = sorted({t.start for t in tokens if 0 < t.start < len(text)
