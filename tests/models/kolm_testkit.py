@@ -46,17 +46,23 @@ def make_config(vocab_size: int = 300, **overrides):
     return KolmGPTConfig(**kw)
 
 
-def make_model(seed: int = 0, **overrides):
+def make_model(seed: int = 0, sharpen: float = 30.0, **overrides):
+    """A random tiny KolmGPT in eval mode (untied head unless overridden).
+
+    A random init is close to uniform, so greedy decoding would hinge on
+    float noise; scaling the untied output head makes choices decisive.
+    """
     import torch
 
     import kolm.models.registry  # noqa: F401
     from kolm.models.gpt import KolmGPTForCausalLM
 
+    overrides.setdefault("tie_word_embeddings", False)
     torch.manual_seed(seed)
     model = KolmGPTForCausalLM(make_config(**overrides)).eval()
-    # A random init is too close to uniform for greedy tests to mean much: sharpen the output head.
-    with torch.no_grad():
-        model.model.embed_tokens.weight.mul_(20)
+    if not model.config.tie_word_embeddings:
+        with torch.no_grad():
+            model.lm_head.weight.mul_(sharpen)
     return model
 
 

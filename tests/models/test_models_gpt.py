@@ -7,8 +7,9 @@ import torch
 from kolm_testkit import llama_twin, make_config, make_model
 
 
-def test_logits_match_llama_fp32():
-    model = make_model()
+@pytest.mark.parametrize("tied", [True, False])
+def test_logits_match_llama_fp32(tied):
+    model = make_model(tie_word_embeddings=tied)
     hf = llama_twin(model)
     x = torch.randint(0, model.config.vocab_size, (3, 40), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -40,7 +41,7 @@ def test_untied_embeddings_and_loss_match_llama():
 
 @torch.no_grad()
 def test_init_weights_documented_scheme():
-    model = make_model()
+    model = make_model(tie_word_embeddings=True)
     std = model.config.init_std
     w = torch.cat([layer.self_attn.q_proj.weight.flatten() for layer in model.model.layers])
     assert abs(float(w.std()) - std) < 0.2 * std
@@ -66,7 +67,7 @@ def test_save_load_round_trip_safetensors(tmp_path):
 
     import kolm.models.registry  # noqa: F401
 
-    model = make_model()
+    model = make_model(tie_word_embeddings=True)
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").exists()
     assert AutoConfig.from_pretrained(tmp_path).model_type == "kolm_gpt"

@@ -96,7 +96,9 @@ class Rotary(nn.Module):
                 f"shorten the input or raise model.max_seq_len (it sets the rotary table size)")
         key = (x.device, x.dtype)
         if key not in self._tables:
-            self._tables[key] = self._build(x.device, x.dtype)
+            # Normal tensors even when first called under torch.inference_mode(): later training may need them.
+            with torch.inference_mode(False), torch.no_grad():
+                self._tables[key] = self._build(x.device, x.dtype)
         cos, sin = self._tables[key]
         if position_ids is None:
             return cos[start:end, None, :].unsqueeze(0), sin[start:end, None, :].unsqueeze(0)
@@ -134,7 +136,8 @@ class _FusedWeight:
             return torch.cat(ws, dim=0)  # differentiable; gradients split back per weight
         key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in ws)
         if key != self._key:
-            self._weight, self._key = torch.cat([w.detach() for w in ws], dim=0), key
+            with torch.inference_mode(False):
+                self._weight, self._key = torch.cat([w.detach() for w in ws], dim=0), key
         return self._weight
 
 

@@ -1,0 +1,129 @@
+"""The generation engine: cache vs recompute, batching, agreement with HF generate(), sampling, stops, streaming."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from kolm_testkit import llama_twin, make_model
+
+from kolm.infer.engine import Completion, Engine
+from kolm.infer.sampling import SamplingParams, apply_repetition_penalty, filter_top_k, filter_top_p
+
+GREEDY = SamplingParams(max_new_tokens=12, temperature=0, eos_token_ids=[])
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_model()
+
+
+def recompute_greedy(model, ids: list[int], n: int) -> list[int]:
+    """Greedy decoding by re-running the whole sequence every step (no cache)."""
+    seq = list(ids)
+    with torch.no_grad():
+        for _ in range(n):
+            seq.append(int(model(torch.tensor([seq]), use_cache=False).logits[0, -1].argmax()))
+    return seq[len(ids):]
+
+
+def test_cached_decode_equals_full_recompute(model):
+    prompt = [1, 17, 33, 250, 9]
+    out = Engine(model).generate([prompt], GREEDY)[0]
+    assert out.token_ids == recompute_greedy(model, prompt, 12)
+    assert out.finish_reason == "length" and out.prompt_tokens == 5
+
+
+def test_batched_equals_unbatched_with_left_padding(model):
+    prompts = [[1, 5, 6, 7, 8, 9, 10, 11], [1, 40], [1, 200, 100, 50]]
+    engine = Engine(model)
+    batched = engine.generate(prompts, GREEDY)
+    for p, b in zip(prompts, batched):
+        assert b.token_ids == engine.generate([p], GREEDY)[0].token_ids
+
+
+def test_engine_agrees_with_hf_generate(model):
+    prompts = [[1, 17, 33, 250, 9], [1, 3]]
+    engine = Engine(model)
+    hf = llama_twin(model)
+    for p in prompts:
+        x = torch.tensor([p])
+        kw = dict(max_new_tokens=12, do_sample=False, pad_token_id=0, eos_token_id=None)
+        ours_hf = model.generate(x, **kw)[0, len(p):].tolist()  # HF generate() on our model (DynamicCache path)
+        llama = hf.generate(x, **kw)[0, len(p):].tolist()
+        assert engine.generate([p], GREEDY)[0].token_ids == ours_hf == llama
+    # HF generate() with left padding on our model, too.
+    batch = torch.tensor([[0, 0, 0, 1, 3], [1, 17, 33, 250, 9]])
+    mask = (batch != 0).long()
+    out = model.generate(batch, attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=0, eos_token_id=None)
+    assert out[0, 5:].tolist() == engine.generate([[1, 3]], GREEDY)[0].token_ids[:8]
+
+
+def test_engine_runs_plain_hf_models_through_dynamic_cache(model):
+    hf = llama_twin(model)
+    prompt = [1, 17, 33, 250, 9]
+    assert Engine(hf).generate([prompt], GREEDY)[0].token_ids == Engine(model).generate([prompt], GREEDY)[0].token_ids
+
+
+def test_eos_stops_a_row_and_others_continue(model):
+    engine = Engine(model)
+    free = engine.generate([[1, 17, 33]], GREEDY)[0].token_ids
+    eos = free[3]
+    params = SamplingParams(max_new_tokens=12, temperature=0, eos_token_ids=[eos])
+    a, b = engine.generate([[1, 17, 33], [1, 200, 100, 50]], params)
+    assert a.finish_reason == "eos" and a.token_ids == free[: free.index(eos)]
+    assert len(b.token_ids) > 0
+
+
+def test_sampling_is_seeded_and_top_k_1_is_greedy(model):
+    engine = Engine(model)
+    p = [1, 17, 33]
+    s1 = engine.generate([p], SamplingParams(max_new_tokens=10, temperature=1.0, seed=3, eos_token_ids=[]))[0]
+    s2 = engine.generate([p], SamplingParams(max_new_tokens=10, temperature=1.0, seed=3, eos_token_ids=[]))[0]
+    assert s1.token_ids == s2.token_ids
+    k1 = engine.generate([p], SamplingParams(max_new_tokens=10, temperature=0.7, top_k=1, seed=5, eos_token_ids=[]))[0]
+    assert k1.token_ids == engine.generate([p], SamplingParams(max_new_tokens=10, temperature=0, eos_token_ids=[]))[0].token_ids
+
+
+def test_filters_and_penalty():
+    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0]])
+    assert torch.isinf(filter_top_k(logits, 2)[0, 2:]).all() and torch.isfinite(filter_top_k(logits, 2)[0, :2]).all()
+    kept = torch.isfinite(filter_top_p(logits, 0.5))[0].tolist()
+    assert kept == [True, False, False, False]  # the top token alone holds > 50%
+    assert torch.isfinite(filter_top_p(logits, 0.999)).sum() == 4
+    seen = torch.tensor([[True, False, False, True]])
+    pen = apply_repetition_penalty(logits, seen, 2.0)
+    assert pen.tolist() == [[1.0, 1.0, 0.5, -2.0]]
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingParams(top_p=0)
+
+
+def test_repetition_penalty_matches_hf(model):
+    p = [1, 17, 33, 250, 9]
+    ours = Engine(model).generate([p], SamplingParams(max_new_tokens=10, temperature=0, repetition_penalty=1.8, eos_token_ids=[]))[0]
+    hf = model.generate(torch.tensor([p]), max_new_tokens=10, do_sample=False, repetition_penalty=1.8, pad_token_id=0, eos_token_id=None)
+    assert ours.token_ids == hf[0, len(p):].tolist()
+
+
+def test_stop_strings_and_streaming_text(model_dir, tokenizer):
+    from kolm.models.registry import load_causal_lm
+
+    engine = Engine(load_causal_lm(model_dir), tokenizer)
+    free = engine.generate(["오늘은 날씨가"], SamplingParams(max_new_tokens=16, temperature=0, eos_token_ids=[]))[0]
+    assert free.text
+    stop = free.text[3:5]
+    cut = engine.generate(["오늘은 날씨가"], SamplingParams(max_new_tokens=16, temperature=0, stop=[stop], eos_token_ids=[]))[0]
+    assert cut.finish_reason == "stop" and cut.text == free.text[: free.text.index(stop)]
+    done = Completion(token_ids=[])
+    pieces = list(engine.stream("오늘은 날씨가", SamplingParams(max_new_tokens=16, temperature=0, stop=[stop], eos_token_ids=[]), done))
+    assert "".join(pieces) == cut.text and done.finish_reason == "stop"
+    assert "".join(engine.stream("오늘은 날씨가", SamplingParams(max_new_tokens=16, temperature=0, eos_token_ids=[]))) == free.text
+
+
+def test_prompt_longer_than_max_positions_is_a_clear_error(model):
+    from kolm.errors import KolmError
+
+    with pytest.raises(KolmError, match="max positions"):
+        Engine(model).generate([[1] * 65], GREEDY)
+    # Generation stops at the position limit instead of failing.
+    out = Engine(model).generate([[1] * 60], GREEDY)[0]
+    assert len(out.token_ids) == 4 and out.finish_reason == "length"
