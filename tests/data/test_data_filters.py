@@ -1,5 +1,7 @@
 """Document filters on hand-made Korean cases; each reports its name and reason."""
 
+import pytest
+
 from kolm.data.config import FilterConfig
 from kolm.data.filters import DocFilter, dup_line_frac, hangul_ratio, top_ngram_frac
 
@@ -59,3 +61,14 @@ def test_filter_config_validation():
 
     with pytest.raises(ConfigError):
         FilterConfig(min_hangul_ratio=1.5)
+
+
+@pytest.mark.slow
+def test_morpheme_count_filter_with_kiwi():
+    assert check("가나다라마바사아자차카타파하 가나다", min_chars=1, min_morphemes=50) == "morphemes"
+    assert check(GOOD, min_morphemes=5) is None
+
+
+def test_sentence_punctuation_is_not_a_symbol():
+    assert check("최고의 영화...정말 최고다..!!", min_chars=5) is None  # ellipses are normal in Korean reviews
+    assert check("♥♥♥ 최고 ♥♥♥ ^^ ★★★", min_chars=5) == "symbol_ratio"

@@ -64,7 +64,7 @@ class FilterConfig(Section):
     max_chars: int = option(100_000, help="drop documents longer than this many characters (0 = no limit)", ge=0)
     min_eojeol: int = option(1, help="drop documents with fewer whitespace-separated words (어절)", ge=0)
     min_hangul_ratio: float = option(0.3, help="least share of Hangul among letters (language check)", ge=0, le=1)
-    max_symbol_ratio: float = option(0.3, help="most share of symbol characters among non-space characters", ge=0, le=1)
+    max_symbol_ratio: float = option(0.3, help="most share of symbols (★ ♥ ^ emoji # * ...; not . , ! ? ~) among non-space characters", ge=0, le=1)
     max_digit_ratio: float = option(0.5, help="most share of digits among non-space characters", ge=0, le=1)
     max_url_ratio: float = option(0.3, help="most share of characters inside URLs", ge=0, le=1)
     max_dup_line_frac: float = option(0.3, help="Gopher: most share of duplicated lines", ge=0, le=1)

@@ -39,14 +39,23 @@ def hangul_ratio(text: str) -> float:
     return hangul / letters if letters else 0.0
 
 
+_SYMBOL_PUNCT = set("#*@&|/\\_=+<>[]{}")
+
+
+def _is_symbol(ch: str) -> bool:
+    # Unicode symbols (★ ♥ ^ © emoji) and markup-like punctuation; sentence punctuation (. , ! ? ~ …)
+    # is not counted: Korean reviews write "최고다..." and must not be dropped for it
+    return unicodedata.category(ch)[0] == "S" or ch in _SYMBOL_PUNCT
+
+
 def symbol_ratio(text: str) -> float:
-    """Share of symbol characters (punctuation, emoji, marks) among non-space characters."""
+    """Share of symbol characters (Unicode symbols, emoji, markup punctuation) among non-space characters."""
     total = sym = 0
     for ch in text:
         if ch.isspace():
             continue
         total += 1
-        if not ch.isalnum():
+        if not ch.isalnum() and _is_symbol(ch):
             sym += 1
     return sym / total if total else 0.0
 
