@@ -22,6 +22,9 @@ TOOLS: dict[str, str] = {
     "pipeline": "kolm.cli.pipeline:command",
     "report": "kolm.cli.report:command",
     "merge": "kolm.cli.merge:command",
+    "generate": "kolm.cli.generate:command",
+    "chat": "kolm.cli.chat:command",
+    "export": "kolm.cli.export:command",
 }
 
 HELP = """kolm: 한국어 LLM을 처음부터 — from raw Korean text to a served, aligned chat model.
