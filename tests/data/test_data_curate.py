@@ -16,7 +16,8 @@ REVIEW = "배우들의 연기가 정말 훌륭했고 이야기 전개도 탄탄�
 def _messy_file(tmp_path):
     rows = [REVIEW, REVIEW, REVIEW + "!!", "짧음", "English only text that is long enough to pass the length check.",
             "문의는 hong@example.com 또는 010-1234-5678 으로 연락 주세요. 답변은 빠르게 드리겠습니다.",
-            "<p>HTML &amp; 태그가 섞인 리뷰입니다ㅋㅋㅋㅋㅋㅋ 그래도 내용은 괜찮은 편이에요</p>"]
+            "<p>HTML &amp; 태그가 섞인 리뷰입니다ㅋㅋㅋㅋㅋㅋ 그래도 내용은 괜찮은 편이에요</p>",
+            "지역 소식: 시청 앞 광장에서 주말마다 작은 음악회가 열린다고 합니다.<br>무단전재 및 재배포 금지"]
     f = tmp_path / "reviews.jsonl"
     with f.open("w", encoding="utf-8") as fh:
         for i, t in enumerate(rows):
@@ -38,6 +39,7 @@ def test_data_stage_end_to_end(tmp_path):
     assert report["removed"]["near_duplicate"] == 1
     assert report["removed"]["length"] >= 1 and report["removed"]["hangul_ratio"] == 1
     assert report["pii"] == {"email": 1, "phone": 1}
+    assert report["boilerplate_lines_removed"] == 1
     assert any("broken JSON" in k for k in report["issues"])
     assert all(len(v) <= 3 for v in report["examples"].values())
     train = list(read_split(out, "train"))

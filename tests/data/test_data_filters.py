@@ -72,3 +72,10 @@ def test_morpheme_count_filter_with_kiwi():
 def test_sentence_punctuation_is_not_a_symbol():
     assert check("최고의 영화...정말 최고다..!!", min_chars=5) is None  # ellipses are normal in Korean reviews
     assert check("♥♥♥ 최고 ♥♥♥ ^^ ★★★", min_chars=5) == "symbol_ratio"
+
+
+def test_boilerplate_footer_is_stripped_from_kept_documents():
+    flt = DocFilter(FilterConfig())
+    text, n = flt.strip_boilerplate(GOOD + "\n무단전재 및 재배포 금지")
+    assert (text, n) == (GOOD, 1)
+    assert flt.strip_boilerplate(GOOD) == (GOOD, 0)

@@ -13,7 +13,7 @@ from kolm.tokenizer.train import save_tokenizer, train_tokenizer
 
 def test_stage_trains_candidates_and_compares(tmp_path):
     cfg = load_config(None, ["data.num_proc=1", "tokenizer.vocab_size=600", "tokenizer.compare=[sp_bpe, wordpiece]",
-                             "tokenizer.kiwi_docs=3"], run_dir=tmp_path)
+                             "tokenizer.kiwi_docs=0"], run_dir=tmp_path)
     run_stage(cfg, "data")
     result = run_stage(cfg, "tokenizer")
     out = tmp_path / "tokenizer"

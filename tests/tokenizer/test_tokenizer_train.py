@@ -77,3 +77,19 @@ def test_morpheme_bpe_round_trip_and_no_kiwi_needed_to_load(tmp_path):
     # merges never join a stem and its particle: 한국어 and 는 stay separate pieces
     pieces = hf.convert_ids_to_tokens(hf.encode("자연어 처리는", add_special_tokens=False))
     assert not any(p.endswith("ëĬĶ") and len(p) > 3 for p in pieces)  # 'ëĬĶ' is byte-level 는
+
+
+def test_kiwi_boundary_metric():
+    from kolm.tokenizer.compare import kiwi_boundaries, measure_boundaries
+
+    cuts = kiwi_boundaries(["처리는 흥미로운"])  # 처리|는 흥미|롭|은: cuts at 2, 6, 7 (Kiwi reuses the loaded model)
+    assert 2 in cuts[0] and 6 in cuts[0]
+    from transformers import PreTrainedTokenizerFast
+
+    cfg = TokenizerConfig(vocab_size=500, min_frequency=1)
+    kiwi_cuts = kiwi_boundaries(TEXTS[:5])
+    agreement = {}
+    for kind in ("bytelevel_bpe", "morpheme_bpe"):
+        tok, _ = train_tokenizer(kind, TEXTS, cfg)
+        agreement[kind] = measure_boundaries(PreTrainedTokenizerFast(tokenizer_object=tok), TEXTS[:5], kiwi_cuts)
+    assert 0 < agreement["bytelevel_bpe"] < agreement["morpheme_bpe"] <= 1

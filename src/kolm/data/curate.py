@@ -68,7 +68,7 @@ def _process_chunk(chunk: list[tuple[str, str, str]]) -> dict[str, Any]:
     res: dict[str, Any] = {
         "chars_in": 0, "chars_norm": 0, "chars_filt": 0, "chars_pii": 0, "kept": [], "removed": Counter(),
         "examples": defaultdict(list), "pii": Counter(), "time": Counter(), "sigs": None,
-        "hist_in": np.zeros(len(LENGTH_BINS) - 1, dtype=np.int64), "empty_after_norm": 0,
+        "hist_in": np.zeros(len(LENGTH_BINS) - 1, dtype=np.int64), "boilerplate_lines": 0,
     }
     t0 = time.perf_counter()
     normed = []
@@ -82,6 +82,8 @@ def _process_chunk(chunk: list[tuple[str, str, str]]) -> dict[str, Any]:
         res["chars_norm"] += len(text)
         why = flt.check(text)
         if why is None:
+            text, n_lines = flt.strip_boilerplate(text)
+            res["boilerplate_lines"] += n_lines
             passed.append((did, text, src))
         else:
             name, detail = why
@@ -137,6 +139,7 @@ def curate(data_cfg: Any, out: Path, seed: int = 0, log: Callable[[str], None] =
     removed: Counter = Counter()
     examples: dict[str, list] = defaultdict(list)
     pii: Counter = Counter()
+    boilerplate_lines = 0
     times: Counter = Counter()
     hist_in = np.zeros(len(LENGTH_BINS) - 1, dtype=np.int64)
     hist_out = np.zeros(len(LENGTH_BINS) - 1, dtype=np.int64)
@@ -169,6 +172,7 @@ def curate(data_cfg: Any, out: Path, seed: int = 0, log: Callable[[str], None] =
             for name, exs in res["examples"].items():
                 examples[name].extend(exs[: 3 - len(examples[name])])
             pii.update(res["pii"])
+            boilerplate_lines += res["boilerplate_lines"]
             times.update(res["time"])
             hist_in += res["hist_in"]
             t0 = time.perf_counter()
@@ -270,7 +274,8 @@ def curate(data_cfg: Any, out: Path, seed: int = 0, log: Callable[[str], None] =
         ],
         "removed": {**dict(removed), "exact_duplicate": exact_removed, "near_duplicate": n_near},
         "examples": {**{k: v for k, v in examples.items()}, "exact_duplicate": exact_examples},
-        "pii": dict(pii),
+        "pii": {k: v for k, v in pii.items() if v},
+        "boilerplate_lines_removed": boilerplate_lines,
         "near_dedup": {"clusters": n_clusters, "duplicates_removed": n_near, "verified_pairs": int(n_pairs),
                        "ngram": near.ngram, "num_perm": near.num_perm, "bands": near.bands, "threshold": near.threshold,
                        "examples": [cluster_texts[r] for r in shown]},

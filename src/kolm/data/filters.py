@@ -162,6 +162,22 @@ class DocFilter:
                 return "morphemes", f"{m} morphemes < min_morphemes {c.min_morphemes}"
         return None
 
+    def strip_boilerplate(self, text: str) -> tuple[str, int]:
+        """Remove short lines holding a boilerplate phrase from a kept document; (text, lines removed).
+
+        A news article that passed the filters still ends in "무단전재 및 재배포 금지"; a language
+        model should not learn to write that footer after every paragraph.
+        """
+        if not self.boilerplate or not any(b in text for b in self.boilerplate):
+            return text, 0
+        kept, dropped = [], 0
+        for line in text.split("\n"):
+            if len(line) <= 200 and any(b in line for b in self.boilerplate):
+                dropped += 1
+            else:
+                kept.append(line)
+        return "\n".join(kept).strip(), dropped
+
     def _boilerplate_frac(self, text: str) -> float:
         if not any(b in text for b in self.boilerplate):
             return 0.0

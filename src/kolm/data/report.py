@@ -70,6 +70,8 @@ def write_report(report: dict[str, Any], out: Path) -> None:
         md += ["## PII redacted", "", "| kind | replaced |", "| --- | ---: |"]
         md += [f"| {k} | {v:,} |" for k, v in sorted(report["pii"].items())]
         md += [""]
+    if report.get("boilerplate_lines_removed"):
+        md += [f"Boilerplate lines removed from kept documents: {report['boilerplate_lines_removed']:,}.", ""]
     nd = report["near_dedup"]
     md += ["## Near-duplicates (MinHash + LSH)", "",
            f"{nd['clusters']:,} clusters, {nd['duplicates_removed']:,} documents removed "
