@@ -95,3 +95,13 @@ def test_nsmc_recipe_on_shared_data(shared_data):
 def test_embedded_source_reads():
     docs = list(read_source(SourceConfig(kind="embedded", max_docs=5), Counter()))
     assert len(docs) == 5 and all(len(t) > 20 for _, t in docs)
+
+
+def test_hub_source_streams_with_datasets(tmp_path):
+    pytest.importorskip("datasets")
+    f = tmp_path / "local.jsonl"
+    f.write_text("\n".join(json.dumps({"id": i, "body": f"허브 문서 {i}"}, ensure_ascii=False) for i in range(3)), encoding="utf-8")
+    src = SourceConfig(kind="hub", path="json", data_files=str(f), text_field="body", streaming=True)
+    assert [t for _, t in read_source(src, Counter())] == ["허브 문서 0", "허브 문서 1", "허브 문서 2"]
+    with pytest.raises(DataError, match="could not load hub dataset"):
+        list(read_source(SourceConfig(kind="hub", path=str(tmp_path / "no_such_dataset_dir")), Counter()))

@@ -33,6 +33,7 @@ class SourceConfig(Section):
     recipe: str | None = option(None, help="recipe name for kind=recipe", choices=[None, *RECIPES])
     config: str | None = option(None, help="hub dataset config name (kind=hub)")
     split: str = option("train", help="hub dataset split (kind=hub)")
+    data_files: str | None = option(None, help="kind=hub: data_files for builder names such as json/parquet/csv (local or remote)")
     streaming: bool = option(True, help="stream the hub dataset instead of downloading it whole")
     max_docs: int = option(0, help="read at most this many documents from the source (0 = all)", ge=0)
     txt_mode: str = option("line", help=".txt files: one document per line or per blank-line block", choices=["line", "block"])

@@ -236,7 +236,8 @@ def _read_hub(src: Any, issues: Counter) -> Iterator[Doc]:
     except ImportError:
         raise DataError("kind=hub needs the `datasets` package: pip install datasets") from None
     try:
-        ds = datasets.load_dataset(src.path, src.config, split=src.split, streaming=src.streaming)
+        kwargs = {"data_files": src.data_files} if src.data_files else {}
+        ds = datasets.load_dataset(src.path, src.config, split=src.split, streaming=src.streaming, **kwargs)
     except Exception as exc:  # network, unknown name, gated dataset: the user fixes the name or goes online
         raise DataError(f"could not load hub dataset {src.path!r} ({exc.__class__.__name__}: {exc}); check the name/config/split and the network") from None
     for i, rec in enumerate(ds):
