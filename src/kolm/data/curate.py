@@ -303,6 +303,8 @@ def run(ctx: Any) -> Any:
     with ctx.task("curate", total=None) as bar:
         report = curate(cfg, ctx.out, seed=ctx.cfg.seed, log=ctx.log, task=lambda *a, **k: bar)
     write_report(report, ctx.out)
+    for problem, count in report["issues"].items():  # skipped input is never silent
+        ctx.log(f"warning: {count:,} × {problem}")
     split = report["split"]
     ctx.log(f"train {split['train_docs']:,} docs / validation {split['validation_docs']:,} docs in {ctx.out}")
     return StageResult(
