@@ -4,7 +4,7 @@ MinHash is vectorized with numpy over a whole chunk of documents at once:
 code points -> rolling 64-bit hash of each character n-gram -> `num_perm`
 mixes (splitmix64 of hash XOR a per-permutation seed, which behaves like a
 random permutation) -> per-document minimum with `np.minimum.reduceat`.
-On short reviews this is ~20x faster than a Python loop over `datasketch.MinHash`
+On short reviews this is 5-8x faster than a Python loop over `datasketch.MinHash`
 (see benchmarks/RESULTS.md). Everything is seeded, so runs are deterministic.
 
 LSH: the signature is cut into `bands` bands; documents sharing any band hash
