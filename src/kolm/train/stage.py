@@ -203,6 +203,7 @@ def run(ctx: StageContext) -> StageResult:
         for split in ("train", "validation"):
             if not (data_dir / split).is_dir():
                 raise DataError(f"no {split} split in {data_dir}; run `kolm data` first")
+            ctx.input(data_dir / split)  # new data re-runs the stage (and re-packs)
         fp = _fingerprint(hash_path(tok_dir / "tokenizer.json"), hash_path(data_dir / "train"),
                           hash_path(data_dir / "validation"))
         if p.num_proc:
