@@ -87,7 +87,7 @@ def test_every_preset_loads_and_starts_with_its_command():
 
 
 def test_load_with_overrides_and_run_dir(tmp_path):
-    cfg = load_config("tiny", ["pretrain.max_steps=7", "seed=3"], run_dir=tmp_path / "r")
+    cfg = load_config("tiny", ["pretrain.max_steps=7", "pretrain.warmup_steps=2", "seed=3"], run_dir=tmp_path / "r")
     assert cfg.pretrain.max_steps == 7 and cfg.seed == 3 and cfg.run_path == tmp_path / "r"
 
 
@@ -100,7 +100,7 @@ def test_bad_override_value_is_rejected():
 
 def test_yaml_base_inheritance_and_save_roundtrip(tmp_path):
     child = tmp_path / "child.yaml"
-    child.write_text("base: tiny\nname: child\npretrain:\n  max_steps: 5\n", encoding="utf-8")
+    child.write_text("base: tiny\nname: child\npretrain:\n  max_steps: 5\n  warmup_steps: 1\n", encoding="utf-8")
     cfg = load_config(child)
     tiny = load_config("tiny")
     assert cfg.name == "child" and cfg.pretrain.max_steps == 5
