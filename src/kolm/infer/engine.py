@@ -192,7 +192,10 @@ class Engine:
             if seen is not None:
                 seen.scatter_(1, nxt[:, None], True)
             # Finished rows keep decoding a pad token; their output is already final.
-            feed = torch.tensor([[self.pad_id if r.done else t] for r, t in zip(rows, chosen)], device=dev)
+            if any(r.done for r in rows):
+                feed = torch.tensor([[self.pad_id if r.done else t] for r, t in zip(rows, chosen)], device=dev)
+            else:
+                feed = nxt.view(B, 1)
             past = L + step
             out = self.model(input_ids=feed, attention_mask=mask[:, : past + 1] if padded else None,
                              position_ids=positions if padded else None, cache=state, use_cache=True,

@@ -55,7 +55,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Upcast so bf16 activations are normalised in fp32 (matches HF Llama numerics).
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)  # one fused op
+        # Upcast so bf16 activations are normalised in fp32, then scale in the input dtype (HF Llama numerics).
         y = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
         return self.weight * y
 
@@ -119,8 +121,8 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -
 
 
 def _plain_linear(*modules: nn.Module) -> bool:
-    # Exact type check: a PEFT wrapper (or any subclass) must run its own forward.
-    return all(type(m) is nn.Linear for m in modules)
+    # Exact type and no hooks: a PEFT wrapper, a subclass or a hooked layer must run its own forward.
+    return all(type(m) is nn.Linear and not m._forward_hooks and not m._forward_pre_hooks for m in modules)
 
 
 class _FusedWeight:
@@ -134,7 +136,7 @@ class _FusedWeight:
         ws = [m.weight for m in linears]
         if torch.is_grad_enabled() and any(w.requires_grad for w in ws):
             return torch.cat(ws, dim=0)  # differentiable; gradients split back per weight
-        key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in ws)
+        key = tuple((w.data_ptr(), w._version) for w in ws)  # a move or cast changes data_ptr
         if key != self._key:
             with torch.inference_mode(False):
                 self._weight, self._key = torch.cat([w.detach() for w in ws], dim=0), key
@@ -181,7 +183,9 @@ class Attention(nn.Module):
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=mask is None and T > 1 and k.shape[2] == T, enable_gqa=KV != H,
         )  # (B, H, T, D)
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, H * D))
+        y = y.transpose(1, 2).reshape(B, T, H * D)
+        # Plain layers are called functionally: module-call overhead is a visible share of a decode step.
+        return F.linear(y, self.o_proj.weight) if _plain_linear(self.o_proj) else self.o_proj(y)
 
 
 # ----------------------------------------------------------------------------
@@ -203,7 +207,8 @@ class SwiGLU(nn.Module):
             gate, up = F.linear(x, self._fused(self.gate_proj, self.up_proj)).chunk(2, dim=-1)  # (B, T, F) each
         else:
             gate, up = self.gate_proj(x), self.up_proj(x)
-        return self.down_proj(F.silu(gate) * up)
+        h = F.silu(gate) * up
+        return F.linear(h, self.down_proj.weight) if _plain_linear(self.down_proj) else self.down_proj(h)
 
 
 # ----------------------------------------------------------------------------

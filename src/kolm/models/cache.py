@@ -39,6 +39,11 @@ class KVCache:
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.max_len = max_len
         self.lengths = [0] * n_layers  # per layer, so a layer can be written before the next reads its length
+        self._views()
+
+    def _views(self) -> None:
+        # Per-layer views made once: indexing the 5-D buffers every step costs more than the copy itself.
+        self._k, self._v = list(self.k.unbind(0)), list(self.v.unbind(0))
 
     @property
     def batch_size(self) -> int:
@@ -54,10 +59,11 @@ class KVCache:
         end = start + key.shape[2]
         if end > self.max_len:
             raise ValueError(f"KV cache holds {self.max_len} positions; cannot write up to {end}")
-        self.k[layer_idx, :, :, start:end] = key
-        self.v[layer_idx, :, :, start:end] = value
+        k, v = self._k[layer_idx], self._v[layer_idx]  # (B, KV, max_len, D)
+        k[:, :, start:end].copy_(key)
+        v[:, :, start:end].copy_(value)
         self.lengths[layer_idx] = end
-        return self.k[layer_idx, :, :, :end], self.v[layer_idx, :, :, :end]
+        return k[:, :, :end], v[:, :, :end]
 
     def reset(self) -> None:
         """Forget every position (buffers are reused, not cleared)."""
@@ -67,3 +73,4 @@ class KVCache:
         """Keep only the given batch rows (e.g. drop finished sequences)."""
         self.k = self.k[:, rows].contiguous()
         self.v = self.v[:, rows].contiguous()
+        self._views()
