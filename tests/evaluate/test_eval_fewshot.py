@@ -107,3 +107,13 @@ def test_single_token_fast_path_equals_batched_path(tiny_lm, tiny_tokenizer, tem
     fast = continuation_logprobs(tiny_lm, tiny_tokenizer, ctx, [" 긍정", " 부정"])
     slow = continuation_logprobs(tiny_lm, tiny_tokenizer, ctx, [" 긍정", " 부정", " 긍정 부정"])
     assert fast == pytest.approx(slow[:2], abs=1e-4)
+
+
+def test_truncation_keeps_the_end(tiny_lm, tiny_tokenizer, template):
+    from kolm.evaluate.fewshot import score_pairs
+
+    ctx = template.prompt("영화 정말 좋다", POOL)
+    full = score_pairs(tiny_lm, tiny_tokenizer, [(ctx, " 긍정"), (ctx, " 긍정 부정")])
+    assert score_pairs(tiny_lm, tiny_tokenizer, [(ctx, " 긍정"), (ctx, " 긍정 부정")], max_length=10_000) == pytest.approx(full, abs=1e-5)
+    short = score_pairs(tiny_lm, tiny_tokenizer, [(ctx, " 긍정"), (ctx, " 긍정 부정")], max_length=6)
+    assert all(s < 0 for s in short)

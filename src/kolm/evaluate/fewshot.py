@@ -23,7 +23,7 @@ from typing import Any
 from kolm.evaluate.classification import classification_report
 from kolm.evaluate.prompts import FewShotTemplate
 
-__all__ = ["continuation_logprobs", "label_scores", "pick_shots", "calibration_prior", "evaluate_fewshot"]
+__all__ = ["score_pairs", "continuation_logprobs", "label_scores", "pick_shots", "calibration_prior", "evaluate_fewshot"]
 
 
 def _split_encode(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -45,41 +45,61 @@ def _split_encode(tokenizer: Any, context: str, continuation: str) -> tuple[list
     return ctx, cont
 
 
-def continuation_logprobs(
-    model: Any, tokenizer: Any, context: str, continuations: Sequence[str], device: str = "cpu", max_length: int = 0
-) -> list[float]:
-    """Summed log P(continuation | context) for each continuation, in one batched forward pass."""
+def _forward_padded(model: Any, rows: list[list[int]], pad: int, device: str) -> Any:
+    """Log-probabilities (N, T, V) of right-padded rows; real positions see exactly their unpadded prefix."""
     import torch
 
-    pairs = [_split_encode(tokenizer, context, c) for c in continuations]
-    if all(len(cont) == 1 for _, cont in pairs) and all(ctx == pairs[0][0] for ctx, _ in pairs):
-        # every label word is one token after the same context (긍정/부정 usually are):
-        # one forward pass over the context and a read of the next-token distribution
-        ctx_ids = pairs[0][0][-max_length:] if max_length else pairs[0][0]
-        with torch.no_grad():
-            last = model(input_ids=torch.tensor([ctx_ids], device=device)).logits[0, -1].float()  # (V,)
-        logp = torch.log_softmax(last, dim=-1)
-        return [float(logp[cont[0]]) for _, cont in pairs]
-    rows = [ctx + cont for ctx, cont in pairs]
-    if max_length:  # keep the end: the query and the label word matter most, drop the oldest shots' tokens
-        rows = [r[-max_length:] for r in rows]
     width = max(len(r) for r in rows)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):  # right padding: positions of real tokens stay the same as unpadded
+    for i, r in enumerate(rows):
         ids[i, : len(r)] = torch.tensor(r)
         mask[i, : len(r)] = 1
     with torch.no_grad():
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()  # (N, T, V)
-    logp = torch.log_softmax(logits, dim=-1)
-    out = []
-    for i, ((_, cont), r) in enumerate(zip(pairs, rows)):
-        n = len(r)
-        positions = torch.arange(n - len(cont) - 1, n - 1)  # logits at t predict token t+1
-        targets = torch.tensor(r[n - len(cont) :])
-        out.append(float(logp[i, positions, targets].sum()))
+    return torch.log_softmax(logits, dim=-1)
+
+
+def score_pairs(
+    model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], device: str = "cpu", max_length: int = 0, batch_size: int = 16
+) -> list[float]:
+    """Summed log P(continuation | context) for every (context, continuation) pair, in padded batches.
+
+    When every continuation is a single token (긍정/부정 often are), each distinct
+    context needs one row only: the next-token distribution at its last position.
+    """
+    import torch
+
+    enc = [_split_encode(tokenizer, c, x) for c, x in pairs]
+    if max_length:  # keep the end: the query and the label word matter most, drop the oldest shots' tokens
+        enc = [(ctx[-(max_length - len(cont)) :] if len(cont) < max_length else [], cont[-max_length:]) for ctx, cont in enc]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    out: list[float] = []
+    if all(len(cont) == 1 and ctx for ctx, cont in enc):
+        contexts = list(dict.fromkeys(tuple(ctx) for ctx, _ in enc))
+        last: dict[tuple[int, ...], Any] = {}
+        for i in range(0, len(contexts), batch_size):
+            chunk = contexts[i : i + batch_size]
+            logp = _forward_padded(model, [list(c) for c in chunk], pad, device)
+            for j, c in enumerate(chunk):
+                last[c] = logp[j, len(c) - 1]  # (V,) distribution of the token after the context
+        return [float(last[tuple(ctx)][cont[0]]) for ctx, cont in enc]
+    for i in range(0, len(enc), batch_size):
+        chunk = enc[i : i + batch_size]
+        rows = [ctx + cont for ctx, cont in chunk]
+        logp = _forward_padded(model, rows, pad, device)
+        for j, ((ctx, cont), r) in enumerate(zip(chunk, rows)):
+            n = len(r)
+            positions = torch.arange(n - len(cont) - 1, n - 1)  # logits at t predict token t+1
+            out.append(float(logp[j, positions, torch.tensor(cont)].sum()))
     return out
+
+
+def continuation_logprobs(
+    model: Any, tokenizer: Any, context: str, continuations: Sequence[str], device: str = "cpu", max_length: int = 0
+) -> list[float]:
+    """Summed log P(continuation | context) for each continuation."""
+    return score_pairs(model, tokenizer, [(context, c) for c in continuations], device, max_length)
 
 
 def label_scores(model: Any, tokenizer: Any, template: FewShotTemplate, text: str, shots: Sequence[tuple[str, Any]], device: str = "cpu", max_length: int = 0) -> list[float]:
@@ -145,8 +165,17 @@ def evaluate_fewshot(
     shots = pick_shots(shot_pool, k, labels, seed)
     prior = calibration_prior(model, tokenizer, template, shots, device, max_length) if calibrate else None
     gold, raw, cal, records = [], [], [], []
-    for text, label in examples:
-        probs = _normalize(label_scores(model, tokenizer, template, text, shots, device, max_length))
+    targets = [template.target(lab) for lab in labels]
+    scores: list[float] = []
+    chunk = 8  # examples per batch: bigger matrices on CPU, and a progress bar that still moves
+    for start in range(0, len(examples), chunk):
+        part = examples[start : start + chunk]
+        pairs = [(template.prompt(text, shots), t) for text, _ in part for t in targets]
+        scores += score_pairs(model, tokenizer, pairs, device, max_length, batch_size=len(pairs))
+        if progress is not None:
+            progress.advance(len(part))
+    for i, (text, label) in enumerate(examples):
+        probs = _normalize(scores[i * len(labels) : (i + 1) * len(labels)])
         gold.append(str(label))
         raw.append(labels[max(range(len(labels)), key=lambda i: probs[i])])
         rec = {"text": text, "label": str(label), "probs": dict(zip(labels, probs)), "pred": raw[-1]}
@@ -155,8 +184,6 @@ def evaluate_fewshot(
             cal.append(labels[max(range(len(labels)), key=lambda i: adj[i])])
             rec["pred_calibrated"] = cal[-1]
         records.append(rec)
-        if progress is not None:
-            progress.advance(1)
     out: dict[str, Any] = {"k": k, "shots": [list(s) for s in shots], "raw": classification_report(gold, raw, labels), "predictions": records}
     if prior is not None:
         out["prior"] = dict(zip(labels, prior))
