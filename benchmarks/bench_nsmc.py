@@ -173,7 +173,8 @@ def run_lm(args: argparse.Namespace) -> dict:
     print(f"[kolm] config {CONFIG.relative_to(REPO)} overrides {overrides} -> {run_dir}", flush=True)
     progress = Progress(enabled=args.progress)
     info: dict = {"overrides": overrides}
-    for stage in ("data", "tokenizer", "pretrain", "finetune"):
+    stages = [x for x in args.stages.split(",") if x]
+    for stage in stages:
         if stage == "pretrain" and args.pretrain_minutes and not args.pretrain_steps:
             # No wall-clock stop in the loop: measure the step time now and convert the budget to steps.
             sps = seconds_per_step(cfg)
@@ -187,13 +188,13 @@ def run_lm(args: argparse.Namespace) -> dict:
         c0 = time.process_time()
         res = run_stage(cfg, stage, force=args.force, progress=progress)
         status = "skipped (up to date)" if res is None else f"done: {json.dumps(res.metrics, ensure_ascii=False, default=str)[:400]}"
-        print(
-            f"[kolm] {stage}: {status}  wall {time.perf_counter() - t0:.1f}s  process cpu {time.process_time() - c0:.1f}s",
-            flush=True,
-        )
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        info.setdefault("process", {})[stage] = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1)}
+        print(f"[kolm] {stage}: {status}  wall {wall:.1f}s  process cpu {cpu:.1f}s", flush=True)
     if args.compare:
         # Same base model, every method on the same reduced budget (steps, batch, evaluation subset).
-        cov = overrides + [f"finetune.max_steps={args.compare_steps}", f"finetune.eval_every={args.compare_steps}",
+        # finetune.lr=null: each method at its own default rate (methods.py); one rate for all would starve some.
+        cov = overrides + ["finetune.lr=null", f"finetune.max_steps={args.compare_steps}", f"finetune.eval_every={args.compare_steps}",
                            f"finetune.classify.max_eval={args.compare_max_eval}"]
         ccfg = load_config(str(CONFIG), cov)
         t0 = time.perf_counter()
@@ -203,6 +204,21 @@ def run_lm(args: argparse.Namespace) -> dict:
     out = collect(run_dir, args.compare)
     out.update(info)
     return out
+
+
+def find_eval(run_dir: Path) -> dict:
+    """The classifier's scores written by the finetune stage (`finetune/classify/eval.json`)."""
+    path = run_dir / "finetune" / "classify" / "eval.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def pick(d: dict, *keys: str) -> float | None:
+    """First numeric value among `keys`, looked up in `d["test"]` first, then in `d`."""
+    for src in (d.get("test") if isinstance(d.get("test"), dict) else {}, d):
+        for k in keys:
+            if isinstance(src.get(k), (int, float)):
+                return float(src[k])
+    return None
 
 
 def collect(run_dir: Path, compare: bool) -> dict:
@@ -220,8 +236,8 @@ def collect(run_dir: Path, compare: bool) -> dict:
     if compare:
         m = read_manifest(run_dir, "finetune", "manifest-compare.json")
         out["compare"] = {"wall_time_s": m.get("wall_time_s"), "metrics": m.get("metrics", {})}
-        md = sorted((run_dir / "finetune").glob("compare*/*.md")) + sorted((run_dir / "finetune").glob("compare*.md"))
-        out["compare_md"] = [str(p) for p in md]
+        md = run_dir / "finetune" / "compare" / "compare.md"
+        out["compare_md"] = [str(md)] if md.exists() else []
     return out
 
 
@@ -260,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finetune-steps", type=int, default=0, help="fine-tuning optimizer steps (finetune.max_steps)")
     ap.add_argument("--finetune-method", default="", help="fine-tuning method of the main figure (default: config)")
     ap.add_argument("--methods", default="", help="comma list for `finetune compare` (default: config)")
+    ap.add_argument("--stages", default="data,tokenizer,pretrain,finetune",
+                    help="stages to run, comma separated (e.g. pretrain,finetune to continue a run; others are read as they are)")
     ap.add_argument("--compare", action="store_true", help="also run `finetune compare` after the main run")
     ap.add_argument("--compare-steps", type=int, default=300, help="steps per method in `finetune compare`")
     ap.add_argument("--compare-max-eval", type=int, default=5000,
