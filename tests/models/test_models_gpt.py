@@ -165,3 +165,15 @@ def test_sequence_classification_pools_last_real_token(tmp_path):
     torch.testing.assert_close(right, alone, atol=1e-5, rtol=0)
     out = clf(x.repeat(2, 1), labels=torch.tensor([0, 2]))
     assert out.logits.shape == (2, 3) and out.loss.requires_grad
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    model = make_model(tie_word_embeddings=True).train()
+    x = torch.randint(0, 300, (2, 12))
+    model(x, labels=x).loss.backward()
+    plain = model.model.layers[0].mlp.up_proj.weight.grad.clone()
+    model.zero_grad()
+    model.activation_checkpointing_enable()
+    assert model.model.gradient_checkpointing
+    model(x, labels=x).loss.backward()
+    torch.testing.assert_close(model.model.layers[0].mlp.up_proj.weight.grad, plain)

@@ -108,7 +108,7 @@ class KolmGPTPreTrainedModel(PreTrainedModel):
     config_class = KolmGPTConfig
     config: KolmGPTConfig
     base_model_prefix = "model"
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = True  # activation checkpointing per block (TRL's SFT default)
     _no_split_modules = ["Block"]
     _supports_sdpa = True
     _supports_attention_backend = False
@@ -169,6 +169,7 @@ class KolmGPTModel(KolmGPTPreTrainedModel):
         )
         self.norm = RMSNorm(config.d_model, config.norm_eps)
         self.rotary = Rotary(config.head_dim, config.max_seq_len, config.rope_theta)
+        self.gradient_checkpointing = False  # set by activation_checkpointing_enable()
         for layer in self.layers:  # marked for the depth-scaled init
             layer.self_attn.o_proj._kolm_residual_out = True
             layer.mlp.down_proj._kolm_residual_out = True
@@ -213,8 +214,12 @@ class KolmGPTModel(KolmGPTPreTrainedModel):
                 position_ids = None
         cos, sin = self.rotary(x, past, T, position_ids)
         mask = _attention_mask(attention_mask, past, T, x.device)
+        checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for layer in self.layers:
-            x = layer(x, cos, sin, mask, cache)
+            if checkpointing:  # recompute the block's activations in backward instead of storing them
+                x = self._gradient_checkpointing_func(layer.__call__, x, cos, sin, mask, cache)
+            else:
+                x = layer(x, cos, sin, mask, cache)
         return BaseModelOutputWithPast(last_hidden_state=self.norm(x), cache=cache)
 
 
