@@ -43,3 +43,27 @@ def test_chat_history_uses_template(model_dir):
     msgs = chat_loop(Engine(model, tok), SamplingParams(max_new_tokens=4, temperature=0), ["하나", "둘"], out.append,
                      system="친절하게")
     assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant"]
+
+
+def test_lora_adapter_dir_is_merged_for_generation(model_dir, tmp_path):
+    import peft
+    import torch
+
+    from kolm.infer.engine import Engine, SamplingParams
+    from kolm.infer.loading import load_for_generation
+    from kolm.models.registry import load_causal_lm
+
+    base = load_causal_lm(model_dir)
+    lora = peft.get_peft_model(base, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+    for n, p in lora.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.3)
+    lora.save_pretrained(tmp_path / "adapter")
+    x = torch.randint(3, 300, (1, 8))
+    with torch.no_grad():
+        expected = lora(input_ids=x).logits
+    model, tok = load_for_generation(tmp_path / "adapter")
+    with torch.no_grad():
+        torch.testing.assert_close(model(x).logits, expected, atol=1e-4, rtol=0)
+    out = Engine(model, tok).generate(["오늘은"], SamplingParams(max_new_tokens=3, temperature=0))
+    assert out[0].prompt_tokens > 0
