@@ -117,7 +117,11 @@ def generate_samples(model: nn.Module, tokenizer: Any, prompts: list[str], max_n
 def enable_activation_checkpointing(model: nn.Module) -> None:
     """Recompute each block's activations in backward: HF's switch when the model has one, else wrap the blocks."""
     if getattr(model, "supports_gradient_checkpointing", False):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers 5 renamed the switch; keep the old name for older versions.
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         return
     from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_activation_checkpointing
 
