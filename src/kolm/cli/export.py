@@ -23,7 +23,7 @@ def command(
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="run directory, used when --model is not given"),
     debug: bool = typer.Option(False, "--debug", help="show full tracebacks"),
 ) -> None:
-    """Export a model (모델 내보내기), e.g. as a vanilla Llama folder for transformers, vLLM or llama.cpp."""
+    """Export a model (모델 내보내기) as a plain Llama folder for transformers, vLLM or llama.cpp."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # weight-loading bars would interleave with the output
