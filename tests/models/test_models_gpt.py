@@ -177,3 +177,27 @@ def test_activation_checkpointing_gives_the_same_gradients():
     assert model.model.gradient_checkpointing
     model(x, labels=x).loss.backward()
     torch.testing.assert_close(model.model.layers[0].mlp.up_proj.weight.grad, plain)
+
+
+def test_in_place_updates_without_version_bump_are_seen():
+    """Fused AdamW (CPU) and FSDP2 write weights in place without bumping `_version`; no stale fused copy may be used."""
+    import torch
+
+    from kolm.models.blocks import reuse_fused_weights
+    from kolm.models.config import ModelConfig
+    from kolm.models.registry import build_causal_lm
+
+    torch.manual_seed(0)
+    model = build_causal_lm(ModelConfig(d_model=32, n_layers=1, n_heads=4, n_kv_heads=2, ffn_dim=64, max_seq_len=32), 50).eval()
+    ids = torch.randint(0, 50, (1, 8))
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+        q = model.model.layers[0].self_attn.q_proj.weight
+        version = q._version
+        q.data.mul_(2.0)  # .data writes bypass the version counter, like a fused optimizer step
+        assert q._version == version
+        after = model(input_ids=ids).logits
+        with reuse_fused_weights(model):
+            inside = model(input_ids=ids).logits
+    assert not torch.allclose(before, after)
+    assert torch.allclose(after, inside)

@@ -129,9 +129,16 @@ class Engine:
     # ------------------------------------------------------------------
     # core loop
 
-    @torch.inference_mode()
     def _steps(self, prompts: list[list[int]], params: SamplingParams) -> Iterator[list[_Row]]:
-        """Run generation; yield the row states after every new token."""
+        """Run generation, reusing fused projection weights across steps; yield row states after every token."""
+        from kolm.models.blocks import reuse_fused_weights
+
+        with reuse_fused_weights(self.model):
+            yield from self._run(prompts, params)
+
+    @torch.inference_mode()
+    def _run(self, prompts: list[list[int]], params: SamplingParams) -> Iterator[list[_Row]]:
+        """Prefill, then decode token by token; yield the row states after every new token."""
         if not prompts or any(len(p) == 0 for p in prompts):
             raise KolmError("every prompt needs at least one token")
         B, L = len(prompts), max(len(p) for p in prompts)

@@ -27,7 +27,9 @@ Design choices worth knowing:
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import threading
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -125,16 +127,42 @@ def _plain_linear(*modules: nn.Module) -> bool:
     return all(type(m) is nn.Linear and not m._forward_hooks and not m._forward_pre_hooks for m in modules)
 
 
+_REUSE = threading.local()  # set by reuse_fused_weights() for the duration of one generation
+
+
+@contextlib.contextmanager
+def reuse_fused_weights(model: nn.Module) -> Iterator[None]:
+    """Reuse the concatenated q/k/v and gate/up weights across the forward passes of one generation.
+
+    Outside this scope every forward concatenates afresh. The cache cannot be
+    trusted across weight updates: fused AdamW and FSDP2 write parameters in
+    place without bumping their version counter, so a cached copy would go stale.
+    """
+    for module in model.modules():
+        fused = getattr(module, "_fused", None)
+        if isinstance(fused, _FusedWeight):
+            fused.clear()
+    previous = getattr(_REUSE, "on", False)
+    _REUSE.on = True
+    try:
+        yield
+    finally:
+        _REUSE.on = previous
+
+
 class _FusedWeight:
-    """Concatenation of several Linear weights, cached while autograd is off and the weights are unchanged."""
+    """Concatenation of several Linear weights; cached only inside `reuse_fused_weights`."""
 
     def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
         self._key: tuple | None = None
         self._weight: torch.Tensor | None = None
 
     def __call__(self, *linears: nn.Linear) -> torch.Tensor:
         ws = [m.weight for m in linears]
-        if torch.is_grad_enabled() and any(w.requires_grad for w in ws):
+        if not getattr(_REUSE, "on", False) or (torch.is_grad_enabled() and any(w.requires_grad for w in ws)):
             return torch.cat(ws, dim=0)  # differentiable; gradients split back per weight
         key = tuple((w.data_ptr(), w._version) for w in ws)  # a move or cast changes data_ptr
         if key != self._key:
