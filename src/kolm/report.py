@@ -155,6 +155,17 @@ def _demote(text: str, levels: int = 2) -> str:
     return re.sub(r"^(#+)", lambda m: "#" * min(6, len(m.group(1)) + levels), text, flags=re.M)
 
 
+def _has_summary(folder: Path, stage_dir: Path) -> bool:
+    """Whether `folder` or a parent up to the stage folder has a summary.md."""
+    folder, stage_dir = folder.resolve(), stage_dir.resolve()
+    while True:
+        if (folder / "summary.md").exists():
+            return True
+        if folder == stage_dir or folder.parent == folder:
+            return False
+        folder = folder.parent
+
+
 def _manifests(stage_dir: Path) -> list[dict[str, Any]]:
     out = []
     for path in sorted(stage_dir.glob("manifest*.json")):
@@ -206,6 +217,8 @@ def build_markdown(run_dir: Path) -> str:
                 last = {k: v for k, v in rows[-1].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
                 section += ["", f"Last logged values in `{rel}/metrics.jsonl`:", "", _table(list(last), [list(last.values())]), ""]
         for efile in sorted(path.rglob("eval.json")):
+            if _has_summary(efile.parent, path):
+                continue  # the stage already shows these numbers in its own summary
             try:
                 data = json.loads(efile.read_text(encoding="utf-8"))
             except ValueError:
