@@ -77,7 +77,6 @@ class Progress:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
-                TaskProgressColumn,
                 TextColumn,
                 TimeElapsedColumn,
                 TimeRemainingColumn,
@@ -87,8 +86,7 @@ class Progress:
             self._console = console or Console(stderr=True)
             self._rich = RichProgress(
                 TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                TaskProgressColumn(),
+                BarColumn(bar_width=24),
                 MofNCompleteColumn(),
                 _rate_column(),
                 TimeElapsedColumn(),

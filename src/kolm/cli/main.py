@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    if not debug:
+        _quiet_libraries()
     build_app()
     try:
         code = app(args=argv, standalone_mode=False)
@@ -139,6 +141,21 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(exc.exit_code)
         raise
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _quiet_libraries() -> None:
+    """Keep the console to kolm's own progress: no per-load bars or load reports from the HF libraries.
+
+    Set through environment variables before those libraries are imported, and
+    only for the command line (`--debug` keeps everything).
+    """
+    import os
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\.")
 
 
 def _fail(message: str, code: int) -> None:
