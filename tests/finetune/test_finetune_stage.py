@@ -66,3 +66,19 @@ def test_adapter_on_wrong_base_is_a_clear_error(tmp_path, tiny_base):
 def test_missing_base_model_is_a_clear_error(tmp_path):
     with pytest.raises(KolmError, match="base model not found"):
         finetune("classify", "lora", _cfg(tmp_path), tmp_path / "nothing", tmp_path / "out")
+
+
+def test_compare_runs_each_method_in_its_own_process_and_writes_the_table(tmp_path, tiny_base):
+    from kolm.run import run_stage
+
+    cfg = _cfg(tmp_path, f"finetune.base_model={tiny_base}", "finetune.max_steps=2", "finetune.eval_every=2",
+               "finetune.compare_methods=[lora, ia3]", "finetune.classify.max_eval=16")
+    result = run_stage(cfg, "finetune", action="compare")
+    out = tmp_path / "run" / "finetune" / "compare"
+    table = (out / "compare.md").read_text(encoding="utf-8")
+    assert "| classify | lora |" in table and "| classify | ia3 |" in table
+    assert (out / "compare.png").stat().st_size > 5000
+    rows = json.loads((out / "compare.json").read_text(encoding="utf-8"))
+    assert [r["method"] for r in rows] == ["lora", "ia3"] and all(r["peak_memory_mb"] >= 0 for r in rows)
+    assert rows[1]["trainable_params"] < rows[0]["trainable_params"]
+    assert set(result.metrics) == {"lora.test_accuracy", "ia3.test_accuracy"}

@@ -43,6 +43,22 @@ def plot_comparison(results: list[FinetuneResult], path: Any) -> None:
     plt.close(fig)
 
 
+def _one(run_cfg: Any, method: str, base: str, out: str) -> FinetuneResult:
+    return finetune("classify", method, run_cfg, base, out)
+
+
+def _run_isolated(run_cfg: Any, method: str, base: Any, out: Any) -> FinetuneResult:
+    """Fine-tune in a fresh process, so each method's peak memory starts from the same state.
+
+    In one process the allocator keeps what earlier methods freed, and later
+    methods would look cheaper than they are.
+    """
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_one, (run_cfg, method, str(base), str(out)))
+
+
 def run(ctx: Any) -> StageResult:
     """Fine-tune the classification task with each of `finetune.compare_methods`."""
     cfg = ctx.cfg.finetune
@@ -52,8 +68,10 @@ def run(ctx: Any) -> StageResult:
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for method in cfg.compare_methods:
-        ctx.log(f"finetune compare: {method}")
-        results.append(finetune("classify", method, ctx.cfg, base, out / method, ctx.progress))
+        ctx.log(f"finetune compare: {method} (separate process)")
+        r = _run_isolated(ctx.cfg, method, base, out / method)
+        ctx.log(f"  {method}: test accuracy {r.test.get('accuracy', float('nan')):.4f}, {r.wall_time_s} s, peak +{r.peak_memory_mb} MB")
+        results.append(r)
     table = results_table(results)
     plot_comparison(results, out / "compare.png")
     budget = f"{cfg.max_steps} steps × {cfg.batch_size} examples" if cfg.epochs <= 0 else f"{cfg.epochs} epochs"
