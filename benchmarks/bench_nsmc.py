@@ -11,10 +11,14 @@ The baseline is the bar: a language-model pipeline that does not beat it has not
 
 Usage (repo root):
 
-    .venv/bin/python benchmarks/bench_nsmc.py --skip-lm                       # baseline only (~1 min)
-    .venv/bin/python benchmarks/bench_nsmc.py --pretrain-minutes 40 --finetune-steps 2500
-    .venv/bin/python benchmarks/bench_nsmc.py --max-docs 20000 --pretrain-steps 30 --finetune-steps 20  # smoke
-    .venv/bin/python benchmarks/bench_nsmc.py --compare --compare-steps 300   # + `finetune compare`
+    .venv/bin/python benchmarks/bench_nsmc.py --skip-lm                       # baseline only (~30-50 s)
+    .venv/bin/python benchmarks/bench_nsmc.py --compare --compare-steps 60 --compare-max-eval 1000
+                                      # everything as recorded in RESULTS.md (~35 min on 2 quiet cores)
+    .venv/bin/python benchmarks/bench_nsmc.py --pretrain-minutes 45 --finetune-steps 9000   # the 90-minute budget
+    .venv/bin/python benchmarks/bench_nsmc.py --max-docs 20000 --pretrain-steps 30 --finetune-steps 20 \
+        --max-eval 500 --run-dir runs/nsmc-smoke pretrain.warmup_steps=5      # smoke test (a few minutes)
+    .venv/bin/python benchmarks/bench_nsmc.py --stages pretrain,finetune --pretrain-steps 1800
+                                      # continue a stopped run (WSD schedule: resume with fewer steps to decay now)
 
 Stage CPU time is read from each stage's manifest (`wall_time_s`).
 """
