@@ -238,12 +238,6 @@ class KolmGPTForCausalLM(KolmGPTPreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.model.embed_tokens = value
-
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
 
@@ -308,12 +302,6 @@ class KolmGPTForSequenceClassification(KolmGPTPreTrainedModel):
         self.model = KolmGPTModel(config)
         self.score = nn.Linear(config.d_model, config.num_labels, bias=False)
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.model.embed_tokens = value
 
     def _last_token(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, B: int, T: int,
                     device: torch.device) -> torch.Tensor:
