@@ -131,12 +131,8 @@ class RunConfig(Section):
 
 
 def preset_dir() -> Path:
-    """Folder of the YAML presets: `configs/` in a checkout, else the packaged copy."""
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[2] / "configs", here.parent / "presets"):
-        if candidate.is_dir():
-            return candidate
-    return here.parents[2] / "configs"
+    """Folder of the YAML presets, shipped inside the package (`configs/` in a checkout links to it)."""
+    return Path(__file__).resolve().parent / "presets"
 
 
 def list_presets() -> list[str]:
