@@ -26,27 +26,28 @@ import torch
 
 
 def build_pair(args: argparse.Namespace, tmp: Path):
-    """(ours, hf-llama) with identical weights: from --model, or the preset's shape with random init."""
+    """(ours, hf-llama) with identical weights: from --model, or the preset's shape with random init.
+
+    The Llama side is what `kolm export --format hf-llama` writes: exported and
+    reloaded for --model, converted in memory (the same conversion) otherwise.
+    """
     from transformers import LlamaForCausalLM
 
-    import kolm.models.registry  # noqa: F401
-    from kolm.infer.export import export_hf_llama
-    from kolm.models.registry import build_causal_lm, load_causal_lm
+    from kolm.export.hf_llama import export_hf_llama, to_llama
+    from kolm.models.loading import load_model
+    from kolm.models.registry import build_causal_lm
 
     if args.model:
-        src = Path(args.model)
-    else:
-        from kolm.config import load_config
+        export_hf_llama(args.model, tmp / "hf-llama")
+        ours, _ = load_model(args.model)
+        hf = LlamaForCausalLM.from_pretrained(tmp / "hf-llama").eval()
+        return ours, hf
+    from kolm.config import load_config
 
-        cfg = load_config(args.preset)
-        torch.manual_seed(0)
-        model = build_causal_lm(cfg.model, args.vocab, 1, 2, 0)
-        src = tmp / "kolm"
-        model.save_pretrained(src)
-    export_hf_llama(src, tmp / "hf-llama")
-    ours = load_causal_lm(src)
-    hf = LlamaForCausalLM.from_pretrained(tmp / "hf-llama").eval()
-    return ours, hf
+    cfg = load_config(args.preset)
+    torch.manual_seed(0)
+    ours = build_causal_lm(cfg.model, args.vocab, 1, 2, 0).eval()
+    return ours, to_llama(ours).eval()
 
 
 CLOCK = time.perf_counter

@@ -45,7 +45,15 @@ def test_doctor_table_and_json(capsys):
     code, out, _ = run_cli(["doctor", "--json"], capsys)
     data = json.loads(out)
     assert data["ok"] is True and data["cpu_cores"] >= 1
-    assert data["torch"]["build"] in {"CPU", "CUDA " + str(data["torch"]["build"]).split(" ")[-1]} or data["torch"]["build"].startswith(("CUDA", "ROCm"))
+    import torch
+
+    if torch.version.cuda:
+        expected_build = f"CUDA {torch.version.cuda}"
+    elif getattr(torch.version, "hip", None):
+        expected_build = f"ROCm {torch.version.hip}"
+    else:
+        expected_build = "CPU"
+    assert data["torch"]["build"] == expected_build and data["torch"]["version"] == torch.__version__
     assert set(data["optional"]) >= {"bitsandbytes", "flash_attn", "mamba_ssm", "gradio", "onnxruntime", "kiwipiepy", "ray"}
 
 

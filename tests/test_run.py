@@ -11,7 +11,10 @@ import pytest
 import kolm.stages as stages_mod
 from kolm.config import load_config
 from kolm.errors import KolmError
-from kolm.run import StageResult, hash_path, is_up_to_date, read_manifest, resolve_device, run_stage, seed_everything
+from kolm.context import StageResult
+from kolm.files import hash_path
+from kolm.run import is_up_to_date, read_manifest, run_stage, staging_dir
+from kolm.runtime import resolve_device, seed_everything
 from kolm.stages import Stage
 
 CALLS: list[str] = []
@@ -85,9 +88,46 @@ def test_failed_stage_is_recorded_and_not_skipped(tmp_path, fake_table):
     cfg, _ = _cfg(tmp_path)
     with pytest.raises(KolmError, match="input is empty"):
         run_stage(cfg, "pretrain")
-    m = read_manifest(tmp_path / "run" / "broken")
+    assert read_manifest(tmp_path / "run" / "broken") is None  # nothing was put in place
+    m = read_manifest(staging_dir(tmp_path / "run", stages_mod.STAGES[1]))  # the failure is recorded in staging
     assert m["status"] == "failed" and "input is empty" in m["error"]
     assert not is_up_to_date(cfg, stages_mod.STAGES[1])[0]
+
+
+def flaky_stage(ctx):
+    """Writes a partial output, then fails when the source says so."""
+    src = ctx.input(ctx.cfg.data.sources[0].path).read_text(encoding="utf-8")
+    (ctx.out / "copy.txt").write_text("partial", encoding="utf-8")
+    if "FAIL" in src:
+        raise KolmError("induced failure")
+    (ctx.out / "copy.txt").write_text(src, encoding="utf-8")
+    return StageResult(outputs={"copy": ctx.output(ctx.out / "copy.txt")})
+
+
+def test_failed_rerun_keeps_previous_outputs_manifest_and_config(tmp_path, monkeypatch):
+    table = (Stage("data", 2, "flaky", f"{__name__}:flaky_stage", "flaky", ("data",), "copy.txt"),)
+    monkeypatch.setattr(stages_mod, "STAGES", table)
+    src = tmp_path / "in.txt"
+    src.write_text("좋은 입력", encoding="utf-8")
+    sources = f"data.sources=[{{kind: file, path: '{src}'}}]"
+    cfg = load_config("tiny", [sources, "pipeline.stages=[data]"], run_dir=tmp_path / "run")
+    run_stage(cfg, "data")
+    out = tmp_path / "run" / "flaky"
+    good = (out / "copy.txt").read_text(encoding="utf-8")
+    manifest = (out / "manifest.json").read_text(encoding="utf-8")
+    config = (tmp_path / "run" / "config.yaml").read_text(encoding="utf-8")
+    src.write_text("FAIL", encoding="utf-8")
+    bad = load_config("tiny", [sources, "pipeline.stages=[data]", "seed=99"], run_dir=tmp_path / "run")
+    with pytest.raises(KolmError, match="induced failure"):
+        run_stage(bad, "data", force=True)
+    assert (out / "copy.txt").read_text(encoding="utf-8") == good
+    assert (out / "manifest.json").read_text(encoding="utf-8") == manifest
+    assert (tmp_path / "run" / "config.yaml").read_text(encoding="utf-8") == config
+    assert read_manifest(staging_dir(tmp_path / "run", table[0]))["status"] == "failed"
+    src.write_text("fixed", encoding="utf-8")
+    run_stage(bad, "data", force=True)  # a later success replaces the outputs and clears the staging folder
+    assert (out / "copy.txt").read_text(encoding="utf-8") == "fixed"
+    assert not staging_dir(tmp_path / "run", table[0]).exists()
 
 
 def test_unknown_action_is_a_user_error(tmp_path, fake_table):

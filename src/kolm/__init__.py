@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_config", "run_stage", "run_pipeline"]
+__all__ = ["__version__", "load_config", "run_stage", "run_pipeline", "load_model"]
 
 
 def __getattr__(name: str):
@@ -23,6 +23,10 @@ def __getattr__(name: str):
         from kolm.run import run_stage
 
         return run_stage
+    if name == "load_model":
+        from kolm.models.loading import load_model
+
+        return load_model
     if name == "run_pipeline":
         from kolm.pipeline import run_pipeline
 

@@ -21,7 +21,7 @@ from kolm.data.config import DataConfig
 from kolm.errors import ConfigError
 from kolm.evaluate.config import EvalConfig
 from kolm.finetune.config import FinetuneConfig
-from kolm.models.config import ModelConfig
+from kolm.model_config import ModelConfig
 from kolm.pipeline_config import PipelineConfig
 from kolm.sections import Section, from_dict, option, to_dict
 from kolm.tokenizer.config import TokenizerConfig

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["KolmError", "ConfigError", "DataError", "CheckpointError"]
+__all__ = ["KolmError", "ConfigError", "DataError", "CheckpointError", "UsageError"]
 
 
 class KolmError(Exception):
@@ -21,3 +21,10 @@ class DataError(KolmError):
 
 class CheckpointError(KolmError):
     """Missing or corrupt checkpoint, or one that does not match the config."""
+
+
+class UsageError(KolmError, ValueError):
+    """A value passed to a function or option that it cannot take (e.g. top_p outside (0, 1]).
+
+    Also a ValueError, so library callers that catch ValueError keep working.
+    """

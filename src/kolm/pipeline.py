@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kolm.errors import KolmError
 from kolm.progress import Progress
 from kolm.run import StageResult, run_stage
 from kolm.stages import STAGES
+
+if TYPE_CHECKING:
+    from kolm.config import RunConfig
 
 __all__ = ["run_pipeline", "PipelineError"]
 
@@ -25,7 +28,7 @@ class PipelineError(KolmError):
 
 
 def run_pipeline(
-    cfg: Any,
+    cfg: RunConfig,
     *,
     force: bool = False,
     progress: Progress | None = None,

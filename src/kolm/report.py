@@ -181,6 +181,8 @@ def _stage_dirs(run_dir: Path) -> list[tuple[str, Path]]:
     known = [(s.name, run_dir / s.dir) for s in STAGES if (run_dir / s.dir).is_dir()]
     seen = {p.resolve() for _, p in known}
     for child in sorted(run_dir.iterdir()):
+        if child.suffix in (".staging", ".previous"):
+            continue  # a stage's work in progress or its last failed attempt (shown in the stage table)
         if child.is_dir() and child.name != "report" and child.resolve() not in seen:
             if any(child.glob("manifest*.json")) or any(child.rglob("metrics.jsonl")):
                 known.append((child.name, child))
@@ -204,6 +206,12 @@ def build_markdown(run_dir: Path) -> str:
             timing_rows.append([label, m.get("status", "?"), m.get("wall_time_s", ""), m.get("started", ""), headline])
             versions = m.get("versions") or versions
             host = m.get("host") or host
+    for stage in STAGES:  # a failed later attempt keeps the earlier outputs; say so next to them
+        for m in _manifests(run_dir / f"{stage.dir}.staging"):
+            if m.get("status") == "failed":
+                label = stage.name + (f" {m['action']}" if m.get("action") else "")
+                timing_rows.append([label, "failed (earlier outputs kept)", m.get("wall_time_s", ""), m.get("started", ""),
+                                    str(m.get("error", ""))[:120]])
     parts += ["", "## Stages (단계)", ""]
     parts.append(_table(["stage", "status", "wall time (s)", "started", "metrics"], timing_rows) if timing_rows else "No stage has run yet.")
     for name, path in stages:

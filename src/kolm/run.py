@@ -9,24 +9,28 @@ versions and the git commit. A stage whose manifest still matches is skipped.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
 import platform
-import random
+import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from kolm.config import config_hash, save_config, to_dict
+from kolm.context import StageContext, StageResult
 from kolm.errors import KolmError
-from kolm.progress import Progress, ProgressTask
+from kolm.files import hash_path, write_json
+from kolm.progress import Progress
+from kolm.runtime import resolve_device, seed_everything
 from kolm.stages import Stage, get_stage
+
+if TYPE_CHECKING:
+    from kolm.config import RunConfig
 
 __all__ = [
     "StageContext",
@@ -34,94 +38,16 @@ __all__ = [
     "run_stage",
     "is_up_to_date",
     "read_manifest",
-    "hash_path",
     "manifest_name",
-    "seed_everything",
-    "resolve_device",
+    "staging_dir",
     "library_versions",
-    "write_json",
-    "append_jsonl",
 ]
 
 MANIFEST = "manifest.json"
 
 
-@dataclass
-class StageResult:
-    """What a stage returns: its outputs (paths relative to the run dir) and headline metrics."""
-
-    outputs: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class StageContext:
-    """Everything a stage needs, passed explicitly."""
-
-    cfg: Any  # RunConfig
-    stage: Stage
-    run_dir: Path
-    out: Path  # this stage's folder, created before the stage runs
-    progress: Progress
-    force: bool = False
-    _inputs: dict[str, str] = field(default_factory=dict)
-
-    def input(self, path: str | Path) -> Path:
-        """Record a file or folder this stage reads; its content hash goes into the manifest."""
-        path = Path(path)
-        if not path.exists():
-            raise KolmError(f"input not found: {path}")
-        self._inputs[str(path)] = hash_path(path)
-        return path
-
-    def stage_dir(self, name: str) -> Path:
-        """Folder of another stage in this run (to read upstream outputs)."""
-        return self.run_dir / get_stage(name).dir
-
-    def task(self, description: str, total: float | None = None) -> ProgressTask:
-        """A progress bar for long work (rate and ETA)."""
-        return self.progress.task(description, total=total)
-
-    def log(self, message: str) -> None:
-        """One line on the console."""
-        self.progress.log(message)
-
-
 # ----------------------------------------------------------------------------
 # Hashing and manifests
-
-
-def hash_path(path: Path) -> str:
-    """Content hash of a file, or of every file below a folder (names included)."""
-    h = hashlib.blake2b(digest_size=16)
-    path = Path(path)
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        if path.is_dir():
-            h.update(str(f.relative_to(path)).encode("utf-8"))
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
-def write_json(path: Path, data: Any) -> Path:
-    """Write JSON atomically (temp file + rename), UTF-8, Hangul unescaped."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line (metrics logs); flushed so a crash loses nothing written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-        fh.flush()
 
 
 def read_manifest(stage_dir: Path, action: str | None = None) -> dict[str, Any] | None:
@@ -137,11 +63,11 @@ def manifest_name(action: str | None) -> str:
     return MANIFEST if action is None else f"manifest-{action}.json"
 
 
-def _stage_config_hash(cfg: Any, stage: Stage, action: str | None) -> str:
+def _stage_config_hash(cfg: RunConfig, stage: Stage, action: str | None) -> str:
     return config_hash(cfg.seed, action, *[getattr(cfg, s) for s in stage.sections])
 
 
-def is_up_to_date(cfg: Any, stage: Stage, action: str | None = None) -> tuple[bool, str]:
+def is_up_to_date(cfg: RunConfig, stage: Stage, action: str | None = None) -> tuple[bool, str]:
     """Whether a stage's last run still matches its config, inputs and outputs; and why not."""
     stage_dir = cfg.run_path / stage.dir
     manifest = read_manifest(stage_dir, action)
@@ -186,41 +112,6 @@ def git_commit(cwd: Path | None = None) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and (if loaded or importable) torch."""
-    random.seed(seed)
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
-    try:
-        import numpy as np
-
-        np.random.seed(seed % (2**32))
-    except ImportError:
-        pass
-    try:
-        import torch
-
-        torch.manual_seed(seed)
-    except ImportError:
-        pass
-
-
-def resolve_device(name: str = "auto") -> str:
-    """`auto` picks cuda, then mps, then cpu; other names are checked for availability."""
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise KolmError(f"device {name!r} was asked for but CUDA is not available; use device=cpu or auto")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise KolmError("device 'mps' was asked for but MPS is not available; use device=cpu or auto")
-    return name
-
-
 # ----------------------------------------------------------------------------
 # Running a stage
 
@@ -238,8 +129,77 @@ def _resolve(entry: str) -> Callable[[StageContext], StageResult]:
     return getattr(module, func_name)
 
 
+
+
+# ----------------------------------------------------------------------------
+# Staging: a stage writes beside its folder and is swapped in only on success
+
+
+def staging_dir(run_dir: Path, stage: Stage) -> Path:
+    """Where a stage writes while it runs: `<run>/<stage>.staging/`, at the same depth as its final folder.
+
+    The same depth keeps relative paths recorded inside the outputs (an
+    adapter's base model, for instance) valid after the swap.
+    """
+    return Path(run_dir) / f"{stage.dir}.staging"
+
+
+def _previous_dir(final: Path) -> Path:
+    return final.with_name(final.name + ".previous")
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another filesystem, or links not allowed
+        shutil.copy2(src, dst)
+
+
+def _recover_swap(final: Path) -> None:
+    """Undo a crash between the two renames of a swap: the previous outputs go back in place."""
+    previous = _previous_dir(final)
+    if not final.exists() and previous.exists():
+        os.replace(previous, final)
+
+
+def _prepare_staging(stage: Stage, final: Path, staging: Path) -> None:
+    """Create the staging folder: the previous outputs (so actions and resumes keep them), or what a
+    resumable stage left when it was interrupted.
+
+    Folders a stage writes only as new files (`Stage.linked`: packed tokens,
+    checkpoints) are hard-linked instead of copied, so large artifacts cost
+    nothing to carry over; every other file is copied, so writing it in place
+    cannot touch the previous outputs.
+    """
+    if staging.exists():
+        if stage.resumable:
+            return  # checkpoints of the interrupted attempt live here; the stage resumes from them
+        shutil.rmtree(staging)
+    if not final.exists():
+        staging.mkdir(parents=True)
+        return
+    staging.mkdir(parents=True)
+    for item in final.iterdir():
+        target = staging / item.name
+        if item.is_dir():
+            copy = _link_or_copy if item.name in stage.linked else shutil.copy2
+            shutil.copytree(item, target, copy_function=copy, symlinks=True)
+        else:
+            shutil.copy2(item, target)
+
+
+def _swap_in(staging: Path, final: Path) -> None:
+    """Put the staged outputs in place of the previous ones (two renames; recovered by _prepare_staging)."""
+    previous = _previous_dir(final)
+    shutil.rmtree(previous, ignore_errors=True)
+    if final.exists():
+        os.replace(final, previous)
+    os.replace(staging, final)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
 def run_stage(
-    cfg: Any,
+    cfg: RunConfig,
     name: str,
     *,
     action: str | None = None,
@@ -248,7 +208,11 @@ def run_stage(
 ) -> StageResult | None:
     """Run one stage (or one of its actions) unless it is up to date; return its result.
 
-    Returns None when the stage was skipped because nothing changed.
+    Returns None when the stage was skipped because nothing changed. The stage
+    writes into a staging folder that replaces its folder only when it
+    succeeds: a failed or interrupted stage leaves the previous outputs,
+    manifest and `config.yaml` untouched (its own failure record stays in
+    `<stage>.staging/manifest.json`).
     """
     stage = get_stage(name)
     if action is not None and action not in stage.actions:
@@ -259,18 +223,21 @@ def run_stage(
     progress = progress or Progress(enabled=False)
     run_dir = cfg.run_path
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
+    final = run_dir / stage.dir
+    _recover_swap(final)
     if not force:
         fresh, _why = is_up_to_date(cfg, stage, action)
         if fresh:
+            save_config(cfg, run_dir / "config.yaml")
             progress.log(f"[dim]{stage.name}: up to date, skipped (use --force to re-run)[/dim]")
             return None
     entry = stage.actions.get(action, stage.entry) if action else stage.entry
     func = _resolve(entry)
-    out = run_dir / stage.dir
-    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    out = staging_dir(run_dir, stage)
+    _prepare_staging(stage, final, out)
     seed_everything(cfg.seed)
-    ctx = StageContext(cfg=cfg, stage=stage, run_dir=run_dir, out=out, progress=progress, force=force)
+    ctx = StageContext(cfg=cfg, stage=stage, run_dir=run_dir, out=out, progress=progress, device=device, force=force)
     manifest: dict[str, Any] = {
         "stage": stage.name,
         "action": action,
@@ -278,6 +245,7 @@ def run_stage(
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config_hash": _stage_config_hash(cfg, stage, action),
         "config": {s: to_dict(getattr(cfg, s)) for s in stage.sections},
+        "device": device,
         "versions": library_versions(),
         "git_commit": git_commit(),
         "host": {"hostname": platform.node(), "cpus": os.cpu_count(), "argv": sys.argv},
@@ -301,4 +269,6 @@ def run_stage(
         metrics=result.metrics,
     )
     write_json(out / manifest_name(action), manifest)
+    _swap_in(out, final)
+    save_config(cfg, run_dir / "config.yaml")
     return result

@@ -17,7 +17,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from kolm.errors import ConfigError
 
-__all__ = ["Section", "option", "from_dict", "to_dict", "field_help"]
+__all__ = ["Section", "option", "from_dict", "to_dict"]
 
 
 # ----------------------------------------------------------------------------
@@ -98,6 +98,9 @@ def _coerce(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
+        others = [a for a in args if a is not type(None)]
+        if len(others) == 1 and is_dataclass(others[0]):  # an optional section: report its fields' own problems
+            return _coerce(value, others[0], path, problems)
         for arg in args:
             if arg is type(None):
                 continue
@@ -265,8 +268,3 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: to_dict(v) for k, v in obj.items()}
     return obj
-
-
-def field_help(cls: type) -> dict[str, str]:
-    """Help text of each field of a section class."""
-    return {f.name: f.metadata.get("help", "") for f in fields(cls)}

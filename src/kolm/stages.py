@@ -1,7 +1,9 @@
 """The stage table: the one list the CLI, the pipeline and the report read.
 
 Each stage is a function `run(ctx: StageContext) -> StageResult` in its own
-module, named here by import path so that listing stages imports nothing heavy.
+module (see `kolm.context`), named here by import path so that listing stages
+imports nothing heavy. The function is a thin view of a typed core function
+of the same module that the Python API can call directly.
 Stages run in the order of this table. `actions` are extra sub-commands of a
 stage (`kolm tokenizer compare`), each also a `run(ctx)` function.
 """
@@ -25,6 +27,8 @@ class Stage:
     sections: tuple[str, ...]  # config sections whose change re-runs the stage
     produces: str  # what it writes, for the README/help table
     actions: dict[str, str] = field(default_factory=dict)  # sub-command -> "module:function"
+    resumable: bool = False  # an interrupted run's staging folder is kept and resumed (checkpoints)
+    linked: tuple[str, ...] = ()  # subfolders written only as new files: hard-linked, not copied, into staging
 
 
 STAGES: tuple[Stage, ...] = (
@@ -55,6 +59,8 @@ STAGES: tuple[Stage, ...] = (
         dir="pretrain",
         sections=("model", "pretrain"),
         produces="checkpoints/, final/ (HF model dir), metrics.jsonl",
+        resumable=True,
+        linked=("packed", "checkpoints", "checkpoints-previous"),
     ),
     Stage(
         name="finetune",

@@ -1,8 +1,11 @@
 """MinHash + LSH finds near-duplicates above the threshold and leaves unrelated texts alone."""
 
+import unicodedata
+
 import numpy as np
 
 from kolm.data.dedup import NearDuplicateIndex, estimated_jaccard, minhash_signatures, text_hash
+from kolm.data.normalize import make_normalizer
 
 BASE = "이 영화는 배우들의 연기가 정말 훌륭하고 이야기 전개도 탄탄해서 끝까지 몰입해서 봤습니다 강력 추천합니다"
 NEAR = BASE + "!!"  # true 5-gram Jaccard ~0.96
@@ -44,5 +47,18 @@ def test_lsh_clusters_near_duplicates_only(tmp_path):
 
 
 def test_exact_hash_stable():
-    assert text_hash("한국어") == text_hash("한국어") != text_hash("한국어 ")
-    assert len(text_hash("x")) == 8
+    # Fixed values: the hash must not change across runs, machines or library versions (blake2b, 8 bytes).
+    assert text_hash("한국어").hex() == "9cc311b24111fdf9"
+    assert text_hash("x").hex() == "4adf4367f96e584f"
+    # Different texts (a trailing space, one syllable, a swapped order) get different hashes.
+    texts = ["한국어", "한국어 ", "한국인", "어국한", "", BASE, NEAR]
+    assert len({text_hash(t) for t in texts}) == len(texts)
+    # The hash reads the exact code points: NFD and NFC forms of one text differ until normalized,
+    # and texts that normalize to the same string then hash the same (what exact dedup relies on).
+    nfc = "한국어 텍스트"
+    nfd = unicodedata.normalize("NFD", nfc)
+    assert nfd != nfc and text_hash(nfd) != text_hash(nfc)
+    normalize = make_normalizer("NFC")
+    variants = [nfc, nfd, "  한국어\u00a0\u200b텍스트 ", "<p>한국어 텍스트</p>"]
+    assert {normalize(v) for v in variants} == {nfc}
+    assert {text_hash(normalize(v)) for v in variants} == {text_hash(nfc)}

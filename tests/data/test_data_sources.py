@@ -98,7 +98,8 @@ def test_embedded_source_reads():
 
 
 def test_hub_source_streams_with_datasets(tmp_path):
-    pytest.importorskip("datasets")
+    import datasets  # noqa: F401  (a required dependency: its absence must fail, not skip)
+
     f = tmp_path / "local.jsonl"
     f.write_text("\n".join(json.dumps({"id": i, "body": f"허브 문서 {i}"}, ensure_ascii=False) for i in range(3)), encoding="utf-8")
     src = SourceConfig(kind="hub", path="json", data_files=str(f), text_field="body", streaming=True)

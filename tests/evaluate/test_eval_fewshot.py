@@ -1,12 +1,13 @@
 """Few-shot scoring ranks the right label; calibration removes a constant label bias."""
 
+import math
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from kolm.errors import ConfigError
-from kolm.evaluate.fewshot import continuation_logprobs, evaluate_fewshot, pick_shots
+from kolm.evaluate.fewshot import continuation_logprobs, evaluate_fewshot, label_scores, pick_shots
 from kolm.evaluate.prompts import load_fewshot_template, load_variations
 
 
@@ -75,7 +76,24 @@ def test_calibration_removes_constant_bias(tiny_tokenizer, template):
 
 def test_real_tiny_model_runs_with_padding(tiny_lm, tiny_tokenizer, template):
     out = evaluate_fewshot(tiny_lm, tiny_tokenizer, template, EXAMPLES, POOL, 2, seed=1)
-    assert 0.0 <= out["raw"]["accuracy"] <= 1.0 and out["raw"]["n"] == 4
+    assert out["raw"]["n"] == 4
+    # Each batched prediction is the argmax of the same label's scores computed one example at a time,
+    # and the reported accuracies are the shares of those predictions that hit the gold label.
+    shots = [tuple(s) for s in out["shots"]]
+    expected_raw, expected_cal = [], []
+    for (text, _), rec in zip(EXAMPLES, out["predictions"]):
+        scores = label_scores(tiny_lm, tiny_tokenizer, template, text, shots)
+        probs = [math.exp(s - max(scores)) for s in scores]
+        probs = [q / sum(probs) for q in probs]
+        expected_raw.append(template.labels[probs.index(max(probs))])
+        adj = [q / out["prior"][lab] for q, lab in zip(probs, template.labels)]
+        expected_cal.append(template.labels[adj.index(max(adj))])
+        assert [rec["probs"][lab] for lab in template.labels] == pytest.approx(probs, abs=1e-4)
+    assert [rec["pred"] for rec in out["predictions"]] == expected_raw
+    assert [rec["pred_calibrated"] for rec in out["predictions"]] == expected_cal
+    gold = [label for _, label in EXAMPLES]
+    assert out["raw"]["accuracy"] == sum(p == g for p, g in zip(expected_raw, gold)) / 4
+    assert out["calibrated"]["accuracy"] == sum(p == g for p, g in zip(expected_cal, gold)) / 4
     # batched (padded) scores equal one-at-a-time scores
     ctx = template.prompt("영화 정말 좋다", [])
     both = continuation_logprobs(tiny_lm, tiny_tokenizer, ctx, [" 긍정", " 긍정 긍정"])

@@ -115,3 +115,28 @@ def test_judge_key_missing_fails_before_model_work(run, monkeypatch):
     with pytest.raises(ConfigError, match="KOLM_NO_SUCH_KEY is not set"):
         run_stage(cfg, "eval")
     assert not (run_dir / "eval" / "eval.json").exists()
+
+
+def test_core_function_without_a_run(tmp_path, tiny_model_dir):
+    # the typed core takes its own section plus explicit paths; nothing of a run is needed
+    from kolm.evaluate.config import EvalConfig
+    from kolm.evaluate.stage import evaluate
+    from kolm.infer.generate import SamplingParams, generate
+
+    prompts = _jsonl(tmp_path / "prompts.jsonl", PROMPTS)
+    lm_file = tmp_path / "held.txt"
+    lm_file.write_text("\n".join(VALIDATION), encoding="utf-8")
+    cfg = EvalConfig(fewshot=False, lm_file=str(lm_file), prompts_file=prompts, max_new_tokens=5, variation_prompts=1)
+    res = evaluate(cfg, model=tiny_model_dir, out=tmp_path / "eval", seed=3)
+    assert res.results["lm"]["docs"] == 3 and set(res.files) == {"eval", "report", "summary", "samples"}
+    assert set(res.inputs) == {tiny_model_dir, lm_file, tmp_path / "prompts.jsonl"}
+    assert res.metrics["lm.bpc"] == round(res.results["lm"]["bpc"], 5)
+    # greedy outputs are those of the generation entry point, prompt by prompt
+    from kolm.models.loading import load_model
+
+    model, tok = load_model(tiny_model_dir)
+    samples = [json.loads(x) for x in (tmp_path / "eval" / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
+    outputs = [s["output"] for s in samples if s["kind"] == "generation"]
+    expected = [generate(model, tok, [p["prompt"]], SamplingParams(max_new_tokens=5, temperature=0), fit_context=True)[0].text.strip()
+                for p in PROMPTS]
+    assert outputs == expected

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from kolm.finetune.data import assets_dir
+from kolm.data.sources import assets_dir
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
@@ -35,14 +35,14 @@ def tiny_base(tmp_path_factory):
     import torch
 
     import kolm.models.registry  # noqa: F401
-    from kolm.models.config import ModelConfig
+    from kolm.model_config import GPTConfig, ModelConfig
     from kolm.models.registry import build_causal_lm
 
     root = assets_dir()
     texts = [json.loads(line)["text"] for line in (root / "reviews_train.jsonl").read_text(encoding="utf-8").splitlines()[:200]]
     tok = build_tokenizer(texts)
     torch.manual_seed(0)
-    model = build_causal_lm(ModelConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64, max_seq_len=128),
+    model = build_causal_lm(ModelConfig(d_model=32, n_layers=2, max_seq_len=128, gpt=GPTConfig(n_heads=4, n_kv_heads=2, ffn_dim=64)),
                             vocab_size=len(tok), bos_id=tok.bos_token_id, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id)
     out = tmp_path_factory.mktemp("base")
     model.save_pretrained(out)

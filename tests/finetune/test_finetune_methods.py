@@ -14,13 +14,13 @@ METHODS = ["full", "lora", "dora", "waveft", "ia3", "prompt_tuning"]
 
 def tiny(task: str):
     """A tiny KolmGPT with a causal-LM or a classification head."""
-    from kolm.models.config import ModelConfig
+    from kolm.model_config import GPTConfig, ModelConfig
     from kolm.models.gpt import KolmGPTForCausalLM, KolmGPTForSequenceClassification
-    from kolm.models.registry import gpt_config_from_run
+    from kolm.models.registry import hf_config
 
     torch.manual_seed(0)
-    cfg = gpt_config_from_run(ModelConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64, max_seq_len=64),
-                              vocab_size=64, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    cfg = hf_config(ModelConfig(d_model=32, n_layers=2, max_seq_len=64, gpt=GPTConfig(n_heads=4, n_kv_heads=2, ffn_dim=64)),
+                    vocab_size=64, bos_id=1, eos_id=2, pad_id=0)
     cfg.num_labels = 2
     return (KolmGPTForSequenceClassification if task == "classify" else KolmGPTForCausalLM)(cfg)
 

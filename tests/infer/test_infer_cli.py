@@ -36,9 +36,9 @@ def test_chat_loop_reset_and_exit(model_dir):
 def test_chat_history_uses_template(model_dir):
     from kolm.cli.chat import chat_loop
     from kolm.infer.engine import Engine, SamplingParams
-    from kolm.infer.loading import load_for_generation
+    from kolm.models.loading import load_model
 
-    model, tok = load_for_generation(model_dir)
+    model, tok = load_model(model_dir)
     out: list[str] = []
     msgs = chat_loop(Engine(model, tok), SamplingParams(max_new_tokens=4, temperature=0), ["하나", "둘"], out.append,
                      system="친절하게")
@@ -50,10 +50,9 @@ def test_lora_adapter_dir_is_merged_for_generation(model_dir, tmp_path):
     import torch
 
     from kolm.infer.engine import Engine, SamplingParams
-    from kolm.infer.loading import load_for_generation
-    from kolm.models.registry import load_causal_lm
+    from kolm.models.loading import load_model
 
-    base = load_causal_lm(model_dir)
+    base, _ = load_model(model_dir)
     lora = peft.get_peft_model(base, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
     for n, p in lora.named_parameters():
         if "lora_B" in n:
@@ -62,8 +61,70 @@ def test_lora_adapter_dir_is_merged_for_generation(model_dir, tmp_path):
     x = torch.randint(3, 300, (1, 8))
     with torch.no_grad():
         expected = lora(input_ids=x).logits
-    model, tok = load_for_generation(tmp_path / "adapter")
+    model, tok = load_model(tmp_path / "adapter", merge=True)
     with torch.no_grad():
         torch.testing.assert_close(model(x).logits, expected, atol=1e-4, rtol=0)
     out = Engine(model, tok).generate(["오늘은"], SamplingParams(max_new_tokens=3, temperature=0))
     assert out[0].prompt_tokens > 0
+
+
+def _main(args, cwd=None):
+    """The real console entry point in a subprocess: exit code and stderr as a user sees them."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "kolm.cli.main", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_corrupt_weights_are_one_line_errors(model_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 3])  # truncated download
+    for args in (["generate", "-m", str(broken), "-p", "x", "-n", "2"], ["chat", "-m", str(broken)],
+                 ["export", "-m", str(broken), "-o", str(tmp_path / "out")]):
+        res = _main(args)
+        assert res.returncode == 2, (args, res.stderr[-2000:])
+        assert res.stderr.startswith("kolm: error:") and str(weights) in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr
+
+
+def test_bad_sampling_option_is_a_one_line_error(model_dir):
+    res = _main(["generate", "-m", str(model_dir), "-p", "x", "--repetition-penalty", "0"])
+    assert res.returncode == 2 and res.stderr.startswith("kolm: error:") and "repetition_penalty" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_adapter_saved_in_a_run_loads_from_another_folder(model_dir, tmp_path):
+    """The adapter records its base so that it resolves from anywhere; --base-model overrides it."""
+    import shutil
+
+    import peft
+
+    from kolm.models.loading import load_model, write_task_info
+
+    run = tmp_path / "runs" / "r"
+    base_dir = run / "pretrain" / "final"
+    shutil.copytree(model_dir, base_dir)
+    base, tok = load_model(base_dir)
+    lora = peft.get_peft_model(base, peft.LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    adapter = run / "finetune" / "sft" / "adapter"
+    lora.save_pretrained(adapter)
+    tok.save_pretrained(adapter)
+    write_task_info(adapter, "sft", "lora", [], base_dir)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    res = _main(["generate", "-m", str(adapter.resolve()), "-p", "오늘은", "-n", "2", "--temperature", "0"], cwd=elsewhere)
+    assert res.returncode == 0, res.stderr[-2000:]
+    moved = tmp_path / "moved"
+    shutil.move(str(run), moved)  # the whole run dir moved: the relative record still finds the base
+    res = _main(["generate", "-m", str(moved / "finetune" / "sft" / "adapter"), "-p", "오늘은", "-n", "2"], cwd=elsewhere)
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = _main(["chat", "-m", str(moved / "finetune" / "sft" / "adapter"), "--base-model", str(tmp_path / "nope")],
+                cwd=elsewhere)
+    assert res.returncode == 2 and "--base-model" in res.stderr

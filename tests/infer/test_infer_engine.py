@@ -71,7 +71,13 @@ def test_eos_stops_a_row_and_others_continue(model):
     params = SamplingParams(max_new_tokens=12, temperature=0, eos_token_ids=[eos])
     a, b = engine.generate([[1, 17, 33], [1, 200, 100, 50]], params)
     assert a.finish_reason == "eos" and a.token_ids == free[: free.index(eos)]
-    assert len(b.token_ids) > 0
+    # The other row continues exactly as it does alone (greedy), well past the step where the first stopped.
+    solo = engine.generate([[1, 200, 100, 50]], params)[0]
+    assert b.token_ids == solo.token_ids and b.finish_reason == solo.finish_reason
+    assert len(b.token_ids) > len(a.token_ids) + 1
+    # The same holds with the rows swapped (the stopped row is not always row 0).
+    b2, a2 = engine.generate([[1, 200, 100, 50], [1, 17, 33]], params)
+    assert (a2.token_ids, a2.finish_reason) == (a.token_ids, "eos") and b2.token_ids == solo.token_ids
 
 
 def test_sampling_is_seeded_and_top_k_1_is_greedy(model):
@@ -105,9 +111,9 @@ def test_repetition_penalty_matches_hf(model):
 
 
 def test_stop_strings_and_streaming_text(model_dir, tokenizer):
-    from kolm.models.registry import load_causal_lm
+    from kolm.models.loading import load_model
 
-    engine = Engine(load_causal_lm(model_dir), tokenizer)
+    engine = Engine(load_model(model_dir)[0], tokenizer)
     free = engine.generate(["오늘은 날씨가"], SamplingParams(max_new_tokens=16, temperature=0, eos_token_ids=[]))[0]
     assert free.text
     stop = free.text[3:5]

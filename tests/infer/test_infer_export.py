@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from kolm.infer.export import export_model
+from kolm.export import export_model
 
 CHECK = r"""
 import json, sys
@@ -27,13 +27,13 @@ print(type(model).__name__, tok("안녕")["input_ids"])
 
 
 def test_hf_llama_export_loads_without_kolm_and_matches(model_dir, tmp_path):
-    from kolm.models.registry import load_causal_lm
+    from kolm.models.loading import load_model
 
     out = export_model(model_dir, "hf-llama", tmp_path / "hf-llama")
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "llama" and config["architectures"] == ["LlamaForCausalLM"]
     assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
-    ours = load_causal_lm(model_dir)
+    ours, _ = load_model(model_dir)
     x = torch.randint(0, ours.config.vocab_size, (2, 24), generator=torch.Generator().manual_seed(0))
     # A fresh interpreter without kolm on the import path's registry: only vanilla transformers.
     res = subprocess.run([sys.executable, "-c", CHECK, str(out), json.dumps(x.tolist()), str(tmp_path / "l.pt")],
@@ -67,3 +67,24 @@ def test_export_cli_defaults_to_the_run_dir(model_dir, tmp_path):
     assert res.exit_code == 0, res.output
     assert (run / "export" / "hf-llama" / "config.json").exists()
     del app
+
+
+def test_export_names_the_formats_of_the_models_arch(model_dir, tmp_path, monkeypatch):
+    import kolm.export
+    from kolm.errors import KolmError
+    from kolm.models.registry import get_arch
+
+    monkeypatch.setitem(kolm.export.FORMATS, "gguf-test", "a format no kolm arch exports yet")
+    with pytest.raises(KolmError, match="gguf-test export does not apply to gpt models; formats for gpt: hf-llama"):
+        export_model(model_dir, "gguf-test", tmp_path / "x")
+    assert "hf-llama" in get_arch("gpt").exporters
+
+
+def test_export_rejects_a_model_kolm_did_not_train(model_dir, tmp_path):
+    from kolm_testkit import llama_twin, make_model
+
+    from kolm.errors import KolmError
+
+    llama_twin(make_model()).save_pretrained(tmp_path / "llama")
+    with pytest.raises(KolmError, match="'llama' is not a kolm model type"):
+        export_model(tmp_path / "llama", "hf-llama", tmp_path / "x")

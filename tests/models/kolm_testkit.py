@@ -70,7 +70,7 @@ def llama_twin(model):
     """A transformers LlamaForCausalLM with the same shape and weights as a KolmGPT model."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from kolm.infer.export import llama_config
+    from kolm.export.hf_llama import llama_config
 
     hf = LlamaForCausalLM(LlamaConfig(**llama_config(model.config))).eval()
     hf.load_state_dict(model.state_dict())

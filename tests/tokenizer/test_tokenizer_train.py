@@ -64,6 +64,17 @@ def test_split_digits(cfg):
     assert [t for t in tok.encode("2024").tokens] == ["2", "0", "2", "4"]
 
 
+def _spanning_tokens(hf, stem_particle):
+    """Tokens (as text) of TEXTS[i] whose character span crosses the boundary between a stem and its particle."""
+    found = []
+    for i, stem, particle in stem_particle:
+        text = TEXTS[i]
+        cut = text.index(stem + particle) + len(stem)
+        offsets = hf(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        found += [text[s:e] for s, e in offsets if s < cut < e]
+    return found
+
+
 def test_morpheme_bpe_round_trip_and_no_kiwi_needed_to_load(tmp_path):
     cfg = TokenizerConfig(kind="morpheme_bpe", vocab_size=400, min_frequency=1)
     tok, stats = train_tokenizer("morpheme_bpe", TEXTS, cfg)
@@ -74,9 +85,16 @@ def test_morpheme_bpe_round_trip_and_no_kiwi_needed_to_load(tmp_path):
     hf = AutoTokenizer.from_pretrained(tmp_path)
     for text in HARD:
         assert hf.decode(hf.encode(text, add_special_tokens=False)) == text
-    # merges never join a stem and its particle: 한국어 and 는 stay separate pieces
-    pieces = hf.convert_ids_to_tokens(hf.encode("자연어 처리는", add_special_tokens=False))
-    assert not any(p.endswith("ëĬĶ") and len(p) > 3 for p in pieces)  # 'ëĬĶ' is byte-level 는
+    # Merges never join a stem and its particle: no token spans the stem|particle boundary, while the
+    # plain byte-level BPE trained on the same texts with the same budget does merge across some of them.
+    stem_particle = [(0, "처리", "는"), (1, "오늘", "은"), (1, "날씨", "가"), (1, "가족", "과"), (1, "공원", "에"),
+                     (1, "자전거", "도"), (2, "모델", "은")]
+    plain_dir = tmp_path / "plain"
+    plain_tok, plain_stats = train_tokenizer("bytelevel_bpe", TEXTS, cfg)
+    save_tokenizer(plain_tok, plain_dir, plain_stats)
+    plain = AutoTokenizer.from_pretrained(plain_dir)
+    assert _spanning_tokens(hf, stem_particle) == []
+    assert len(_spanning_tokens(plain, stem_particle)) >= 3  # e.g. 씨가, 원에, 전거도
 
 
 def test_kiwi_boundary_metric():

@@ -80,7 +80,7 @@ def test_checkpoint_from_another_tokenizer_is_rejected(tiny_run, tmp_path):
 
 
 def test_vocab_size_disagreeing_with_tokenizer(tiny_run):
-    from kolm.models.config import ModelConfig
+    from kolm.model_config import ModelConfig
 
     if "vocab_size" not in ModelConfig.__dataclass_fields__:
         pytest.skip("model.vocab_size is not a setting in this version")

@@ -51,8 +51,8 @@ def make_data(out: Path, n_train: int = 400, n_val: int = 40) -> Path:
 def tiny_overrides(**extra) -> list[str]:
     """Overrides that shrink the tiny preset to a few seconds."""
     base = {
-        "device": "cpu", "model.d_model": 32, "model.n_layers": 2, "model.n_heads": 2, "model.n_kv_heads": 1,
-        "model.ffn_dim": 64, "model.max_seq_len": 64, "pretrain.seq_len": 32, "pretrain.batch_size": 4,
+        "device": "cpu", "model.d_model": 32, "model.n_layers": 2, "model.gpt.n_heads": 2, "model.gpt.n_kv_heads": 1,
+        "model.gpt.ffn_dim": 64, "model.max_seq_len": 64, "pretrain.seq_len": 32, "pretrain.batch_size": 4,
         "pretrain.max_steps": 8, "pretrain.warmup_steps": 2, "pretrain.log_every": 1, "pretrain.eval_every": 4,
         "pretrain.eval_batches": 2, "pretrain.save_every": 4, "pretrain.sample_max_new_tokens": 4,
         "pretrain.sample_prompts": "[오늘]", "pretrain.precision": "fp32",

@@ -60,6 +60,7 @@ def _stdin_lines(prompt: str) -> Iterable[str]:
 
 def command(
     model: Path = typer.Option(..., "--model", "-m", help="model dir (e.g. runs/<name>/finetune/sft/model), adapter dir or run dir"),
+    base_model: Optional[Path] = typer.Option(None, "--base-model", help="base model of an adapter (default: recorded in the adapter)"),
     system: Optional[str] = typer.Option(None, "--system", help="system message (시스템 프롬프트)"),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", "-n", min=1, help="tokens per reply at most"),
     temperature: float = typer.Option(0.7, "--temperature", "-t", min=0.0, help="0 = greedy"),
@@ -78,18 +79,18 @@ def command(
     import sys
 
     from kolm.errors import KolmError
-    from kolm.infer.engine import Engine, SamplingParams
-    from kolm.infer.loading import load_for_generation
-    from kolm.run import resolve_device
+    from kolm.infer.generate import SamplingParams, generator_for
+    from kolm.models.loading import load_model
+    from kolm.runtime import resolve_device
 
-    lm, tokenizer = load_for_generation(model, resolve_device(device), None if dtype == "auto" else dtype)
+    lm, tokenizer = load_model(model, device=resolve_device(device), dtype=dtype, base_model=base_model, merge=True)
     if not getattr(tokenizer, "chat_template", None):
         raise KolmError(f"the tokenizer of {model} has no chat template; train the tokenizer with kolm (it sets one) "
                         "or chat with a fine-tuned (sft) model")
     eos = [i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|end|>")) if i is not None and i != tokenizer.unk_token_id]
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                             repetition_penalty=repetition_penalty, seed=seed, eos_token_ids=eos)
-    engine = Engine(lm, tokenizer)
+    engine = generator_for(lm, tokenizer)
 
     def write(text: str) -> None:
         sys.stdout.write(text)

@@ -28,8 +28,8 @@ def command(
 
     hf_logging.disable_progress_bar()  # weight-loading bars would interleave with the output
     from kolm.errors import KolmError
-    from kolm.infer.export import FORMATS, export_model
-    from kolm.infer.loading import resolve_model_dir
+    from kolm.export import FORMATS, export_model
+    from kolm.models.loading import find_model_dir
 
     if fmt not in FORMATS:
         raise KolmError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -37,7 +37,7 @@ def command(
         if run_dir is None:
             raise KolmError("pass --model DIR (e.g. runs/<name>/pretrain/final) or --run-dir runs/<name>")
         model = run_dir / "pretrain" / "final"
-    model_dir = resolve_model_dir(model)
+    model_dir = find_model_dir(model)
     if out is None:
         run = run_dir or _run_of(model_dir)
         if run is None:

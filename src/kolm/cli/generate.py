@@ -10,6 +10,7 @@ import typer
 
 def command(
     model: Path = typer.Option(..., "--model", "-m", help="model dir (runs/<name>/pretrain/final), adapter dir or run dir"),
+    base_model: Optional[Path] = typer.Option(None, "--base-model", help="base model of an adapter (default: recorded in the adapter)"),
     prompt: List[str] = typer.Option(..., "--prompt", "-p", help="prompt text; repeat for a batch (프롬프트)"),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens", "-n", min=0, help="tokens to generate at most"),
     temperature: float = typer.Option(0.8, "--temperature", "-t", min=0.0, help="0 = greedy"),
@@ -23,23 +24,22 @@ def command(
     no_stream: bool = typer.Option(False, "--no-stream", help="print only when finished"),
     debug: bool = typer.Option(False, "--debug", help="show full tracebacks"),
 ) -> None:
-    """Generate text from prompts (텍스트 생성) with kolm's KV-cache engine."""
+    """Generate text from prompts (텍스트 생성) with kolm's KV-cache engine (HF generate() for other models)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # weight-loading bars would interleave with the output
     import time
 
-    from kolm.infer.engine import Completion, Engine, SamplingParams
-    from kolm.infer.loading import load_for_generation
-    from kolm.run import resolve_device
+    from kolm.errors import UsageError
+    from kolm.infer.generate import Completion, SamplingParams, generator_for
+    from kolm.models.loading import load_model
+    from kolm.runtime import resolve_device
 
     if not 0 < top_p <= 1:
-        from kolm.errors import KolmError
-
-        raise KolmError("--top-p must be in (0, 1]")
+        raise UsageError("--top-p must be in (0, 1]")
     dev = resolve_device(device)
-    lm, tokenizer = load_for_generation(model, dev, None if dtype == "auto" else dtype)
-    engine = Engine(lm, tokenizer)
+    lm, tokenizer = load_model(model, device=dev, dtype=dtype, base_model=base_model, merge=True)
+    engine = generator_for(lm, tokenizer)
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                             repetition_penalty=repetition_penalty, seed=seed, stop=list(stop))
     t0 = time.perf_counter()

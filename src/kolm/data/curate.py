@@ -25,6 +25,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from kolm.context import StageContext, StageResult
+from kolm.data.config import DataConfig
 from kolm.data.dedup import NearDuplicateIndex, minhash_signatures, text_hash
 from kolm.data.filters import DocFilter
 from kolm.data.io import ShardWriter
@@ -125,7 +127,7 @@ def _chunks(data_cfg: Any, issues: Counter, per_source: Counter) -> Iterator[lis
 # The whole curation
 
 
-def curate(data_cfg: Any, out: Path, seed: int = 0, log: Callable[[str], None] = print,
+def curate(data_cfg: DataConfig, out: Path, seed: int = 0, log: Callable[[str], None] = print,
            task: Callable[..., Any] | None = None) -> dict[str, Any]:
     """Curate `data_cfg.sources` into `out/train` and `out/validation`; return the report dict."""
     out = Path(out)
@@ -287,11 +289,10 @@ def curate(data_cfg: Any, out: Path, seed: int = 0, log: Callable[[str], None] =
     }
 
 
-def run(ctx: Any) -> Any:
+def run(ctx: StageContext) -> StageResult:
     """Stage `data`: curate the configured sources into Parquet shards and a curation report."""
     from kolm.data.report import write_report
     from kolm.data.sources import assets_dir, expand_paths
-    from kolm.run import StageResult
 
     cfg = ctx.cfg.data
     for src in cfg.sources:  # record inputs so a changed file re-runs the stage
@@ -306,10 +307,10 @@ def run(ctx: Any) -> Any:
     for problem, count in report["issues"].items():  # skipped input is never silent
         ctx.log(f"warning: {count:,} × {problem}")
     split = report["split"]
-    ctx.log(f"train {split['train_docs']:,} docs / validation {split['validation_docs']:,} docs in {ctx.out}")
+    ctx.log(f"train {split['train_docs']:,} docs / validation {split['validation_docs']:,} docs")
     return StageResult(
-        outputs={"train": "data/train", "validation": "data/validation", "report": "data/curation_report.md",
-                 "summary": "data/summary.md"},
+        outputs={name: ctx.output(ctx.out / rel) for name, rel in
+                 (("train", "train"), ("validation", "validation"), ("report", "curation_report.md"), ("summary", "summary.md"))},
         metrics={"docs_in": report["funnel"][0]["docs_in"], "train_docs": split["train_docs"],
                  "validation_docs": split["validation_docs"], "train_chars": split["train_chars"],
                  "removed": sum(report["removed"].values()), "near_dup_clusters": report["near_dedup"]["clusters"]},

@@ -49,7 +49,7 @@ def _histogram_png(report: dict[str, Any], path: Path) -> bool:
 
 def write_report(report: dict[str, Any], out: Path) -> None:
     """Write curation_report.json/.md, summary.md (same markdown) and length_hist.png into `out`."""
-    from kolm.run import write_json
+    from kolm.files import write_json
 
     out = Path(out)
     write_json(out / "curation_report.json", report)

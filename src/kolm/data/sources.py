@@ -5,6 +5,11 @@ memory stream through. Problems in the input never vanish silently: lines that
 are not UTF-8, broken JSON, rows without the text field and empty files are
 counted in a `Counter` (`issues`) that ends up in the curation report, and a
 source that yields nothing at all raises a `DataError` naming the fix.
+
+The low-level record reading (`iter_records`: jsonl, json, tsv, csv, parquet)
+is shared with the task-data readers of `kolm.data.tasks`, which read the same
+formats strictly: without an `issues` counter, the first problem raises a
+`DataError` naming the file and the line instead of being counted.
 """
 
 from __future__ import annotations
@@ -20,13 +25,14 @@ from typing import Any, Iterator
 
 from kolm.errors import DataError
 
-__all__ = ["assets_dir", "expand_paths", "read_file", "read_recipe", "read_source", "source_name"]
+__all__ = ["assets_dir", "expand_paths", "iter_records", "read_file", "read_recipe", "read_source", "source_name"]
 
 Doc = tuple[str, str]
+_ICONV = "`iconv -f cp949 -t utf-8`"
 
 
 def assets_dir() -> Path:
-    """Folder of the embedded corpus shipped inside the package."""
+    """Folder of the embedded corpus and task sets shipped inside the package (`kolm/assets/`)."""
     import kolm
 
     return Path(kolm.__file__).parent / "assets"
@@ -45,22 +51,130 @@ def expand_paths(path: str) -> list[Path]:
     return matches
 
 
-def _lines(path: Path, issues: Counter) -> Iterator[str]:
+# ----------------------------------------------------------------------------
+# Low-level reading, shared with kolm.data.tasks. `issues=None` means strict:
+# the first problem raises a DataError naming the file (and line) and the fix.
+
+
+def _lines(path: Path, issues: Counter | None) -> Iterator[str]:
     """Decoded lines of a (possibly gzipped) file; lines that are not UTF-8 are counted and skipped."""
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
         with opener(path, "rb") as fh:
-            first = True
-            for raw in fh:
-                if first:
+            for n, raw in enumerate(fh, 1):
+                if n == 1:
                     raw = raw.removeprefix(b"\xef\xbb\xbf")  # UTF-8 BOM
-                    first = False
                 try:
                     yield raw.decode("utf-8")
                 except UnicodeDecodeError:
-                    issues[f"{path.name}: lines not valid UTF-8 (skipped; re-encode with `iconv -f cp949 -t utf-8`)"] += 1
+                    if issues is None:
+                        raise DataError(f"{path}: line {n} is not UTF-8 text; re-encode the file (e.g. {_ICONV})") from None
+                    issues[f"{path.name}: lines not valid UTF-8 (skipped; re-encode with {_ICONV})"] += 1
     except (OSError, EOFError) as exc:  # truncated gzip, unreadable file
+        if issues is None:
+            raise DataError(f"{path}: cannot be read ({exc.__class__.__name__}: {exc}); check or re-download the file") from None
         issues[f"{path.name}: read error {exc.__class__.__name__}: {exc} (rest of file skipped)"] += 1
+
+
+def _jsonl_values(path: Path, issues: Counter | None) -> Iterator[tuple[int, Any]]:
+    """(line index, parsed value) of every non-blank line of a JSON-lines file."""
+    for i, line in enumerate(_lines(path, issues)):
+        if not line.strip():
+            continue
+        try:
+            yield i, json.loads(line)
+        except json.JSONDecodeError as exc:
+            if issues is None:
+                raise DataError(f"{path}: line {i + 1} is not valid JSON ({exc.msg}); fix or remove that line") from None
+            issues[f"{path.name}: broken JSON lines (skipped)"] += 1
+
+
+def _json_values(path: Path) -> list[Any]:
+    """The records of a JSON file: a list, or the first list inside a `{"data": [...]}` style wrapper."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8; re-encode it (e.g. {_ICONV})") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); for one record per line name it .jsonl") from None
+    if isinstance(data, dict):
+        data = next((v for v in data.values() if isinstance(v, list)), [data])
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of records, found {type(data).__name__}")
+    return data
+
+
+def _table(path: Path, issues: Counter | None, delimiter: str) -> csv.DictReader:
+    """Rows of a tsv/csv file (header first). TSV has no quoting: NSMC reviews contain bare quotes."""
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    return csv.DictReader(_lines(path, issues), delimiter=delimiter, quoting=quoting)
+
+
+def _parquet_rows(path: Path, columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    missing = [c for c in columns or [] if c not in pf.schema_arrow.names]
+    if missing:
+        raise DataError(f"{path}: no column {missing[0]!r}; columns are {pf.schema_arrow.names}; set text_field")
+    for batch in pf.iter_batches(batch_size=10_000, columns=columns):
+        yield from batch.to_pylist()
+
+
+def _kind(path: Path, txt_is_tsv: bool = False) -> str:
+    """Format of a file by its name: jsonl, json, tsv, csv, parquet, txt or ''."""
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+        return "jsonl"
+    if name.endswith(".json"):
+        return "json"
+    if name.endswith((".tsv", ".tsv.gz")) or (txt_is_tsv and name.endswith((".txt", ".txt.gz"))):
+        return "tsv"
+    if name.endswith((".csv", ".csv.gz")):
+        return "csv"
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith((".txt", ".txt.gz", ".text")):
+        return "txt"
+    return ""
+
+
+def iter_records(path: str | Path, issues: Counter | None = None, *, txt_is_tsv: bool = False) -> Iterator[dict[str, Any]]:
+    """Rows of a .jsonl(.gz), .json, .tsv(.gz), .csv(.gz) or .parquet file, as dicts.
+
+    With an `issues` counter, bad lines and records that are not objects are
+    counted and skipped (the data stage's reading); without one, the first
+    problem raises `DataError` naming the file and the line. `txt_is_tsv`
+    reads .txt as tab-separated (NSMC ships `ratings_train.txt`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"file not found: {path}; check the path")
+    kind = _kind(path, txt_is_tsv)
+    if kind == "jsonl":
+        values: Iterator[tuple[int, Any]] = _jsonl_values(path, issues)
+    elif kind == "json":
+        values = enumerate(_json_values(path))
+    elif kind in ("tsv", "csv"):
+        yield from _table(path, issues, "\t" if kind == "tsv" else ",")
+        return
+    elif kind == "parquet":
+        yield from _parquet_rows(path)
+        return
+    else:
+        raise DataError(f"{path}: unsupported file type; use .jsonl, .jsonl.gz, .json, .tsv, .csv or .parquet")
+    for i, value in values:
+        if isinstance(value, dict):
+            yield value
+        elif issues is None:
+            raise DataError(f"{path}: record {i + 1} is not a JSON object ({type(value).__name__}); each record needs named fields")
+        else:
+            issues[f"{path.name}: records that are not JSON objects (skipped)"] += 1
+
+
+# ----------------------------------------------------------------------------
+# Documents of one file
 
 
 def _field(record: Any, name: str, path: Path, issues: Counter) -> str | None:
@@ -75,38 +189,21 @@ def _field(record: Any, name: str, path: Path, issues: Counter) -> str | None:
 
 
 def _read_jsonl(path: Path, field: str, issues: Counter) -> Iterator[Doc]:
-    for i, line in enumerate(_lines(path, issues)):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            issues[f"{path.name}: broken JSON lines (skipped)"] += 1
-            continue
+    for i, rec in _jsonl_values(path, issues):
         text = _field(rec, field, path, issues)
         if text is not None:
-            rid = rec.get("id", i) if isinstance(rec, dict) else i
-            yield f"{path.stem}:{rid}", text
+            yield f"{path.stem}:{rec.get('id', i)}", text
 
 
 def _read_json(path: Path, field: str, issues: Counter) -> Iterator[Doc]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8; re-encode it (e.g. `iconv -f cp949 -t utf-8`)") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc}); for one record per line name it .jsonl") from None
-    if isinstance(data, dict):  # {"data": [...]} wrappers
-        data = next((v for v in data.values() if isinstance(v, list)), [data])
-    for i, rec in enumerate(data):
+    for i, rec in enumerate(_json_values(path)):
         text = _field(rec, field, path, issues)
         if text is not None:
             yield f"{path.stem}:{rec.get('id', rec.get('guid', i))}", text
 
 
 def _read_table(path: Path, field: str, issues: Counter, delimiter: str) -> Iterator[Doc]:
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    reader = csv.DictReader(_lines(path, issues), delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+    reader = _table(path, issues, delimiter)
     if reader.fieldnames is None:
         return
     if field not in reader.fieldnames:
@@ -120,19 +217,12 @@ def _read_table(path: Path, field: str, issues: Counter, delimiter: str) -> Iter
 
 
 def _read_parquet(path: Path, field: str, issues: Counter) -> Iterator[Doc]:
-    import pyarrow.parquet as pq
-
-    pf = pq.ParquetFile(path)
-    if field not in pf.schema_arrow.names:
-        raise DataError(f"{path}: no column {field!r}; columns are {pf.schema_arrow.names}; set text_field")
-    i = 0
-    for batch in pf.iter_batches(batch_size=10_000, columns=[field]):
-        for text in batch.column(0).to_pylist():
-            if text is None:
-                issues[f"{path.name}: null texts (skipped)"] += 1
-            else:
-                yield f"{path.stem}:{i}", str(text)
-            i += 1
+    for i, row in enumerate(_parquet_rows(path, [field])):
+        text = row[field]
+        if text is None:
+            issues[f"{path.name}: null texts (skipped)"] += 1
+        else:
+            yield f"{path.stem}:{i}", str(text)
 
 
 def _read_txt(path: Path, issues: Counter, mode: str) -> Iterator[Doc]:
@@ -156,21 +246,19 @@ def _read_txt(path: Path, issues: Counter, mode: str) -> Iterator[Doc]:
 def read_file(path: Path, field: str = "text", issues: Counter | None = None, txt_mode: str = "line") -> Iterator[Doc]:
     """Documents of one file, by extension: .txt, .jsonl(.gz), .json, .tsv, .csv, .parquet."""
     issues = issues if issues is not None else Counter()
-    name = path.name.lower()
     if path.stat().st_size == 0:
         issues[f"{path.name}: empty file"] += 1
         return
-    if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+    kind = _kind(path)
+    if kind == "jsonl":
         yield from _read_jsonl(path, field, issues)
-    elif name.endswith(".json"):
+    elif kind == "json":
         yield from _read_json(path, field, issues)
-    elif name.endswith((".tsv", ".tsv.gz")):
-        yield from _read_table(path, field, issues, "\t")
-    elif name.endswith((".csv", ".csv.gz")):
-        yield from _read_table(path, field, issues, ",")
-    elif name.endswith(".parquet"):
+    elif kind in ("tsv", "csv"):
+        yield from _read_table(path, field, issues, "\t" if kind == "tsv" else ",")
+    elif kind == "parquet":
         yield from _read_parquet(path, field, issues)
-    elif name.endswith((".txt", ".txt.gz", ".text")):
+    elif kind == "txt":
         yield from _read_txt(path, issues, txt_mode)
     else:
         raise DataError(f"{path}: unknown file type; use .txt, .jsonl, .jsonl.gz, .json, .tsv, .csv or .parquet")
@@ -202,7 +290,7 @@ def read_recipe(name: str, path: str, issues: Counter | None = None) -> Iterator
                     yield did, text
         elif name in _RECIPE_FIELDS:
             fields = _RECIPE_FIELDS[name]
-            records = _records(path_, issues, path_.name.endswith((".jsonl", ".jsonl.gz")))
+            records = iter_records(path_, issues)
             for i, rec in enumerate(records):
                 for f in fields:
                     text = _field(rec, f, path_, issues)
@@ -212,22 +300,6 @@ def read_recipe(name: str, path: str, issues: Counter | None = None) -> Iterator
             yield from read_file(path_, "text", issues)
         else:
             raise DataError(f"unknown recipe {name!r}")
-
-
-def _records(path: Path, issues: Counter, lines: bool) -> Iterator[Any]:
-    if lines:
-        for line in _lines(path, issues):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    issues[f"{path.name}: broken JSON lines (skipped)"] += 1
-        return
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not a UTF-8 KLUE json file ({exc.__class__.__name__})") from None
-    yield from (data if isinstance(data, list) else data.get("data", []))
 
 
 def _read_hub(src: Any, issues: Counter) -> Iterator[Doc]:

@@ -20,8 +20,9 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from kolm.evaluate.classification import classification_report
+from kolm.data.batching import pad_rows, pad_token_id
 from kolm.evaluate.prompts import FewShotTemplate
+from kolm.metrics.classification import classification_report
 
 __all__ = ["score_pairs", "continuation_logprobs", "label_scores", "pick_shots", "calibration_prior", "evaluate_fewshot"]
 
@@ -49,12 +50,7 @@ def _forward_padded(model: Any, rows: list[list[int]], pad: int, device: str) ->
     """Log-probabilities (N, T, V) of right-padded rows; real positions see exactly their unpadded prefix."""
     import torch
 
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
+    ids, mask = pad_rows(rows, pad, left=False)  # (N, T) each
     with torch.no_grad():
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()  # (N, T, V)
     return torch.log_softmax(logits, dim=-1)
@@ -73,7 +69,7 @@ def score_pairs(
     enc = [_split_encode(tokenizer, c, x) for c, x in pairs]
     if max_length:  # keep the end: the query and the label word matter most, drop the oldest shots' tokens
         enc = [(ctx[-(max_length - len(cont)) :] if len(cont) < max_length else [], cont[-max_length:]) for ctx, cont in enc]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = pad_token_id(tokenizer)
     out: list[float] = []
     if all(len(cont) == 1 and ctx for ctx, cont in enc):
         contexts = list(dict.fromkeys(tuple(ctx) for ctx, _ in enc))

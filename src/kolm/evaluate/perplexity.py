@@ -1,9 +1,8 @@
-"""Language-modelling metrics: perplexity, bits per character and bits per byte.
+"""Perplexity, bits per character and bits per byte of a causal LM on held-out text.
 
-Perplexity depends on the tokenizer (more tokens per sentence → lower per-token
-perplexity), so we also report bits per character (bpc) and per UTF-8 byte
-(bpb): the total negative log-likelihood of a text in bits divided by its length.
-Those compare across tokenizers; a Hangul syllable is 1 character but 3 bytes.
+The scoring lives here (a forward pass per window); the arithmetic of
+perplexity and bits per character is `kolm.metrics.lm`, where the reasons for
+reporting bits per character next to perplexity are written down.
 
 Long documents are scored with a sliding window: windows of `max_length`
 tokens advance by `stride`; each token is scored once, in the first window
@@ -14,38 +13,13 @@ window this is exactly the full-context score.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from kolm.errors import DataError
+from kolm.metrics.lm import LMScore
 
 __all__ = ["LMScore", "document_nll", "perplexity", "context_length"]
-
-
-@dataclass
-class LMScore:
-    """Summed NLL over a set of documents and what it was divided by."""
-
-    nll: float = 0.0  # nats, summed over scored tokens
-    tokens: int = 0
-    chars: int = 0
-    bytes: int = 0
-    docs: int = 0
-
-    def as_dict(self) -> dict[str, float | int]:
-        mean = self.nll / self.tokens if self.tokens else float("nan")
-        bits = self.nll / math.log(2)
-        return {
-            "nll": mean,
-            "perplexity": math.exp(min(mean, 700.0)),
-            "bpc": bits / self.chars if self.chars else float("nan"),
-            "bpb": bits / self.bytes if self.bytes else float("nan"),
-            "tokens": self.tokens,
-            "chars": self.chars,
-            "docs": self.docs,
-        }
 
 
 def context_length(model: Any, default: int = 1024, cap: int = 4096) -> int:
@@ -128,11 +102,7 @@ def perplexity(
         if len(ids) < 2:
             continue
         nll, count = document_nll(model, ids, max_length, stride, device)
-        score.nll += nll
-        score.tokens += count
-        score.chars += len(text)
-        score.bytes += len(text.encode("utf-8"))
-        score.docs += 1
+        score.add(nll, count, text)
         if progress is not None:
             progress.advance(1)
     if score.tokens == 0:

@@ -5,90 +5,119 @@ What it measures (each part can be switched off in `eval:`):
    validation split (or `eval.lm_file`);
 2. few-shot sentiment: zero/one/k-shot accuracy from label-word likelihoods,
    raw and calibrated, for the main model and `eval.fewshot_models`;
-3. generation: BLEU/chrF/ROUGE against the references of eval_prompts.jsonl,
-   and the same prompts under several templates, sampled side by side;
+3. generation: BLEU/chrF/ROUGE against the references of eval_prompts.jsonl
+   (greedy), and the same prompts under several templates, sampled side by side;
 4. fine-tuned models in `finetune/<task>/`: classifier accuracy/macro-F1/confusion,
    SFT generation metrics;
 5. LLM-as-judge when `eval.judge.base_url` is set.
 
-`eval.model` evaluates any HF model dir instead of the run's pretrain/final,
-so `kolm eval eval.model=path/to/downloaded-model` works without a run.
+`evaluate(cfg, model=..., out=...)` is the typed core for the Python API;
+`run(ctx)` feeds it this run's folders. `eval.model` evaluates any model dir
+instead of the run's pretrain/final, so `kolm eval eval.model=path/to/model`
+works without a run. Models are loaded by `kolm.models.loading.load_model`
+and generate through `kolm.infer.generate`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kolm.errors import DataError
+from kolm.context import StageContext, StageResult
+from kolm.data.tasks import TaskDataConfig, assets_dir
+from kolm.errors import CheckpointError, DataError
 from kolm.evaluate import tables
-from kolm.evaluate.sources import assets_dir
-from kolm.run import StageResult, append_jsonl, resolve_device, seed_everything, write_json
+from kolm.evaluate.config import EvalConfig
+from kolm.files import append_jsonl, write_json
+from kolm.progress import Progress
+from kolm.runtime import resolve_device, seed_everything
 
-__all__ = ["run", "main_model_dir"]
-
-
-def main_model_dir(ctx: Any) -> Path:
-    """eval.model, else this run's pretrain/final."""
-    cfg = ctx.cfg.eval
-    return Path(cfg.model) if cfg.model else ctx.stage_dir("pretrain") / "final"
+__all__ = ["EvalResult", "evaluate", "run", "main_model_dir"]
 
 
-def _name(path: Path, ctx: Any) -> str:
-    try:
-        return str(path.resolve().relative_to(ctx.run_dir.resolve()))
-    except ValueError:
-        return "/".join(path.parts[-2:]) or str(path)
+@dataclass
+class EvalResult:
+    """What `evaluate` measured and wrote."""
+
+    results: dict[str, Any]  # the content of eval.json
+    metrics: dict[str, Any]  # flat headline numbers
+    files: dict[str, Path]  # eval, report, summary (and samples) in `out`
+    inputs: list[Path] = field(default_factory=list)  # every file and model dir it read
+
+
+def main_model_dir(cfg: EvalConfig, pretrain_dir: Path) -> Path:
+    """eval.model, else the run's pretrain/final."""
+    return Path(cfg.model) if cfg.model else pretrain_dir / "final"
+
+
+def _name(path: Path, run_dir: Path | None) -> str:
+    """A short display name of a model dir: run-relative inside the run, else its last two parts."""
+    if run_dir is not None:
+        try:
+            return str(path.resolve().relative_to(run_dir.resolve()))
+        except ValueError:
+            pass
+    return "/".join(path.parts[-2:]) or str(path)
+
+
+def _parameters(model: Any) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _load(path: Path, device: str, task: str = "causal-lm") -> tuple[Any, Any]:
+    from kolm.models.loading import load_model
+
+    return load_model(path, task=task, device=device)
 
 
 # ----------------------------------------------------------------------------
 # Parts
 
 
-def _lm(ctx: Any, model: Any, tok: Any, device: str, notes: list[str]) -> dict[str, Any] | None:
+def _lm(cfg: EvalConfig, model: Any, tok: Any, device: str, data_dir: Path | None, progress: Progress,
+        inputs: list[Path], notes: list[str]) -> dict[str, Any] | None:
+    from kolm.data.tasks import read_split_texts, read_texts
     from kolm.evaluate.perplexity import perplexity
-    from kolm.evaluate.sources import read_split_texts, read_texts
 
-    cfg = ctx.cfg.eval
     if cfg.lm_file:
         texts, source = read_texts(cfg.lm_file, cfg.text_field), cfg.lm_file
-        ctx.input(cfg.lm_file)
+        inputs.append(Path(cfg.lm_file))
         if not texts:
             raise DataError(f"eval.lm_file {cfg.lm_file} holds no text in column {cfg.text_field!r}")
     else:
-        data_dir = ctx.stage_dir("data")
-        if not (data_dir / "validation").exists():
-            notes.append(f"language modelling skipped: no validation split at {data_dir / 'validation'} (run `kolm data` or set eval.lm_file)")
+        if data_dir is None or not (data_dir / "validation").exists():
+            where = data_dir / "validation" if data_dir is not None else "the data stage"
+            notes.append(f"language modelling skipped: no validation split at {where} (run `kolm data` or set eval.lm_file)")
             return None
-        ctx.input(data_dir / "validation")
+        inputs.append(data_dir / "validation")
         texts, source = read_split_texts(data_dir, "validation", cfg.text_field), "data/validation"
     n = min(len(texts), cfg.lm_max_docs) if cfg.lm_max_docs else len(texts)
-    with ctx.task("eval: perplexity", total=n) as bar:
+    with progress.task("eval: perplexity", total=n) as bar:
         out = perplexity(model, tok, texts, cfg.max_length, cfg.stride, device, cfg.lm_max_docs, bar)
     return {"source": source, **out}
 
 
-def _labelled(ctx: Any, path: str | None, default: str, labels: list[str]) -> list[tuple[str, str]] | None:
-    from kolm.evaluate.sources import read_labelled
+def _labelled(cfg: EvalConfig, path: str | None, default: str, labels: list[str], inputs: list[Path]) -> list[tuple[str, str]] | None:
+    from kolm.data.tasks import read_labelled
 
     p = Path(path) if path else assets_dir() / default
     if not p.exists() and not path:
         return None
-    pairs, _ = read_labelled(p, labels, ctx.cfg.eval.labelled_text_field, ctx.cfg.eval.label_field)
-    ctx.input(p)
+    pairs, _ = read_labelled(p, labels, cfg.labelled_text_field, cfg.label_field)
+    inputs.append(p)
     return pairs
 
 
-def _fewshot(ctx: Any, model: Any, tok: Any, name: str, device: str, notes: list[str]) -> dict[str, Any] | None:
+def _fewshot(cfg: EvalConfig, model: Any, tok: Any, name: str, seed: int, device: str, run_dir: Path | None,
+             progress: Progress, inputs: list[Path], notes: list[str]) -> dict[str, Any] | None:
     from kolm.evaluate.fewshot import evaluate_fewshot
     from kolm.evaluate.perplexity import context_length
     from kolm.evaluate.prompts import load_fewshot_template
-    from kolm.evaluate.sources import count_parameters, load_causal_lm
 
-    cfg = ctx.cfg.eval
     template = load_fewshot_template(cfg.fewshot_template)
-    examples = _labelled(ctx, cfg.fewshot_file, "reviews_test.jsonl", template.labels)
-    pool = _labelled(ctx, cfg.fewshot_pool, "reviews_train.jsonl", template.labels) or []
+    examples = _labelled(cfg, cfg.fewshot_file, "reviews_test.jsonl", template.labels, inputs)
+    pool = _labelled(cfg, cfg.fewshot_pool, "reviews_train.jsonl", template.labels, inputs) or []
     if examples is None:
         notes.append("few-shot skipped: embedded reviews_test.jsonl not found (set eval.fewshot_file)")
         return None
@@ -96,133 +125,138 @@ def _fewshot(ctx: Any, model: Any, tok: Any, name: str, device: str, notes: list
         # a seeded random subset (file order may group labels), kept in file order
         import random
 
-        keep = sorted(random.Random(ctx.cfg.seed).sample(range(len(examples)), cfg.fewshot_max_examples))
+        keep = sorted(random.Random(seed).sample(range(len(examples)), cfg.fewshot_max_examples))
         examples = [examples[i] for i in keep]
     if not examples:
         raise DataError("few-shot: no labelled examples to classify; check eval.fewshot_file")
     if max(cfg.fewshot_k) > 0 and not pool:
         raise DataError("few-shot: k > 0 needs demonstrations; set eval.fewshot_pool to a labelled jsonl")
-    models = [(name, None)] + [(_name(Path(p), ctx), Path(p)) for p in cfg.fewshot_models]
+    models = [(name, None)] + [(_name(Path(p), run_dir), Path(p)) for p in cfg.fewshot_models]
     out: dict[str, Any] = {"template": template.name, "verbalizers": template.verbalizers, "models": []}
     samples: list[dict[str, Any]] = []
     for mname, mpath in models:
-        m, t = (model, tok) if mpath is None else load_causal_lm(mpath, device)
+        m, t = (model, tok) if mpath is None else _load(mpath, device)
         if mpath is not None:
-            ctx.input(mpath)
+            inputs.append(mpath)
         rows = []
-        with ctx.task(f"eval: few-shot {mname}", total=len(examples) * len(cfg.fewshot_k)) as bar:
+        with progress.task(f"eval: few-shot {mname}", total=len(examples) * len(cfg.fewshot_k)) as bar:
             for k in cfg.fewshot_k:
-                r = evaluate_fewshot(m, t, template, examples, pool, k, ctx.cfg.seed, cfg.calibrate, device, context_length(m), bar)
+                r = evaluate_fewshot(m, t, template, examples, pool, k, seed, cfg.calibrate, device, context_length(m), bar)
                 row = {"k": k, "n": r["raw"]["n"], "accuracy": r["raw"]["accuracy"], "macro_f1": r["raw"]["macro_f1"],
                        "confusion_matrix": r["raw"]["confusion_matrix"], "shots": r["shots"]}
                 if "calibrated" in r:
                     row.update(calibrated_accuracy=r["calibrated"]["accuracy"], calibrated_macro_f1=r["calibrated"]["macro_f1"], prior=r["prior"])
                 rows.append(row)
                 samples += [{"kind": "fewshot", "model": mname, "k": k, **p} for p in r["predictions"]]
-        out["models"].append({"name": mname, "params": count_parameters(m), "results": rows})
+        out["models"].append({"name": mname, "params": _parameters(m), "results": rows})
         if mpath is not None:
             del m
     out["_samples"] = samples
     return out
 
 
-def _prompts(ctx: Any, notes: list[str]) -> list[dict[str, str]] | None:
-    from kolm.evaluate.sources import read_prompts
+def _prompts(cfg: EvalConfig, inputs: list[Path], notes: list[str]) -> list[dict[str, str]] | None:
+    from kolm.data.tasks import read_prompts
 
-    cfg = ctx.cfg.eval
     p = Path(cfg.prompts_file) if cfg.prompts_file else assets_dir() / "eval_prompts.jsonl"
     if not p.exists() and not cfg.prompts_file:
         notes.append("generation skipped: embedded eval_prompts.jsonl not found (set eval.prompts_file)")
         return None
     prompts = read_prompts(p)
-    ctx.input(p)
+    inputs.append(p)
     return prompts[: cfg.max_prompts] if cfg.max_prompts else prompts
 
 
-def _generate_all(ctx: Any, model: Any, tok: Any, prompts: list[dict[str, str]], label: str, chat: bool, device: str) -> list[str]:
-    from kolm.evaluate.generation import format_prompt, generate
-    from kolm.evaluate.perplexity import context_length
+def _complete(model: Any, tok: Any, prompt: str, chat: bool, params: Any) -> str:
+    """One prompt's completion, stripped. One prompt per call: no padding, so greedy text is exactly the model's."""
+    from kolm.infer.generate import generate, render_prompt
 
-    cfg = ctx.cfg.eval
+    done = generate(model, tok, [render_prompt(tok, prompt, chat)], params, add_bos=not chat, fit_context=True)
+    return done[0].text.strip()
+
+
+def _generate_all(cfg: EvalConfig, model: Any, tok: Any, prompts: list[dict[str, str]], label: str, chat: bool,
+                  progress: Progress) -> list[str]:
+    """Greedy completions of every prompt (what the generation metrics score)."""
+    from kolm.infer.generate import SamplingParams
+
+    params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=0.0)
     outs = []
-    with ctx.task(f"eval: generate ({label})", total=len(prompts)) as bar:
+    with progress.task(f"eval: generate ({label})", total=len(prompts)) as bar:
         for p in prompts:
-            outs.append(generate(model, tok, format_prompt(tok, p["prompt"], chat), cfg.max_new_tokens, False, device=device,
-                                 max_context=context_length(model), add_bos=not chat))
+            outs.append(_complete(model, tok, p["prompt"], chat, params))
             bar.advance(1)
     return outs
 
 
-def _metrics_for(ctx: Any, prompts: list[dict[str, str]], outputs: list[str]) -> dict[str, Any] | None:
-    from kolm.evaluate.textmetrics import generation_metrics
+def _metrics_for(cfg: EvalConfig, prompts: list[dict[str, str]], outputs: list[str]) -> dict[str, Any] | None:
+    from kolm.metrics.text import generation_metrics
 
     pairs = [(o, p["reference"]) for o, p in zip(outputs, prompts) if p["reference"]]
     if not pairs:
         return None
-    return generation_metrics([o for o, _ in pairs], [r for _, r in pairs], ctx.cfg.eval.bleu_tokenize, ctx.cfg.eval.rouge_tokenizer)
+    return generation_metrics([o for o, _ in pairs], [r for _, r in pairs], cfg.bleu_tokenize, cfg.rouge_tokenizer)
 
 
-def _variations(ctx: Any, model: Any, tok: Any, prompts: list[dict[str, str]], device: str, label: str, chat: bool) -> list[dict[str, Any]]:
-    import torch
-
-    from kolm.evaluate.generation import format_prompt, generate
-    from kolm.evaluate.perplexity import context_length
+def _variations(cfg: EvalConfig, model: Any, tok: Any, prompts: list[dict[str, str]], seed: int, label: str, chat: bool,
+                progress: Progress) -> list[dict[str, Any]]:
+    """The first prompts under every variation, sampled with the same seed (differences come from the prompt)."""
     from kolm.evaluate.prompts import load_variations
+    from kolm.infer.generate import SamplingParams
 
-    cfg = ctx.cfg.eval
     variants = load_variations("variations", cfg.variants)
+    params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, seed=seed)
     rows = []
     chosen = prompts[: cfg.variation_prompts]
-    with ctx.task(f"eval: prompt variations ({label})", total=len(chosen) * len(variants)) as bar:
+    with progress.task(f"eval: prompt variations ({label})", total=len(chosen) * len(variants)) as bar:
         for p in chosen:
             outputs = {}
             for v in variants:
-                torch.manual_seed(ctx.cfg.seed)  # same random stream for every variant: differences come from the prompt
-                outputs[v.name] = generate(model, tok, format_prompt(tok, v.render(p["prompt"]), chat), cfg.max_new_tokens, cfg.temperature > 0,
-                                           cfg.temperature, cfg.top_p, device, context_length(model), add_bos=not chat)
+                outputs[v.name] = _complete(model, tok, v.render(p["prompt"]), chat, params)
                 bar.advance(1)
             rows.append({"id": p["id"], "prompt": p["prompt"], "outputs": outputs})
     return rows
 
 
-def _classify(ctx: Any, task_dir: Path, device: str) -> dict[str, Any]:
-    from kolm.evaluate.classification import classification_report
-    from kolm.evaluate.generation import predict_labels
-    from kolm.evaluate.sources import load_classifier, read_labelled
+def _classify(cfg: EvalConfig, task_dir: Path, device: str, seed: int, classify_data: TaskDataConfig | None,
+              seq_len: int, inputs: list[Path]) -> dict[str, Any]:
+    from kolm.data.tasks import load_classification, read_labelled
+    from kolm.evaluate.classifier import classifier_labels, predict_labels
+    from kolm.metrics.classification import classification_report
 
-    cfg = ctx.cfg.eval
-    ctx.input(task_dir)
-    model, tok, labels = load_classifier(task_dir, device, ctx.stage_dir("pretrain") / "final")
+    inputs.append(task_dir)
+    model, tok = _load(task_dir, device, task="classify")
+    labels = classifier_labels(model, task_dir)
     if cfg.classify_file:
         pairs, labels = read_labelled(cfg.classify_file, cfg.labels or labels, cfg.labelled_text_field, cfg.label_field)
-        ctx.input(cfg.classify_file)
+        inputs.append(Path(cfg.classify_file))
         source = cfg.classify_file
     else:
-        from kolm.finetune.data import load_classification
-
-        data = load_classification(ctx.cfg.finetune.classify, seed=ctx.cfg.seed)
+        if classify_data is None:
+            raise DataError("no labelled examples to evaluate the classifier on; set eval.classify_file")
+        data = load_classification(classify_data, seed=seed)
         split = data.test or data.validation
         if [str(x) for x in data.labels] != labels:
             raise DataError(f"the classifier's labels {labels} differ from the data's {data.labels}; re-run `kolm finetune`")
         pairs = [(t, labels[i]) for t, i in split]
-        source = f"finetune.classify ({ctx.cfg.finetune.classify.kind}, {'test' if data.test else 'validation'})"
+        source = f"finetune.classify ({classify_data.kind}, {'test' if data.test else 'validation'})"
     if not pairs:
         raise DataError("no labelled examples to evaluate the classifier on; set eval.classify_file")
-    preds = predict_labels(model, tok, [t for t, _ in pairs], ctx.cfg.finetune.seq_len, device=device)
+    preds = predict_labels(model, tok, [t for t, _ in pairs], seq_len)
     return {"source": source, **classification_report([lab for _, lab in pairs], preds, labels)}
 
 
-def _judge(ctx: Any, prompts: list[dict[str, str]], systems: dict[str, list[str]]) -> dict[str, Any]:
+def _judge(cfg: EvalConfig, prompts: list[dict[str, str]], systems: dict[str, list[str]], progress: Progress) -> dict[str, Any]:
     from kolm.evaluate.judge import JudgeClient, aggregate_pairwise, aggregate_rubric, judge_pair, judge_rubric
 
-    jc = ctx.cfg.eval.judge
+    jc = cfg.judge
     client = JudgeClient(jc.base_url, jc.model, jc.api_key_env, jc.timeout)
     items = prompts[: jc.max_items]
     out: dict[str, Any] = {"base_url": jc.base_url, "model": jc.model, "mode": jc.mode, "swap": jc.swap}
     names = list(systems)
     if jc.mode == "pairwise" and len(names) >= 2:
         a, b = names[:2]
-        with ctx.task(f"eval: judge {a} vs {b}", total=len(items)) as bar:
+        with progress.task(f"eval: judge {a} vs {b}", total=len(items)) as bar:
             results = []
             for i, p in enumerate(items):
                 results.append({"id": p["id"], **judge_pair(client, p["prompt"], systems[a][i], systems[b][i], jc.swap)})
@@ -231,7 +265,7 @@ def _judge(ctx: Any, prompts: list[dict[str, str]], systems: dict[str, list[str]
         return out
     out["mode"] = "rubric"
     agg, results = {}, []
-    with ctx.task("eval: judge rubric", total=len(items) * len(names)) as bar:
+    with progress.task("eval: judge rubric", total=len(items) * len(names)) as bar:
         for name in names:
             rs = []
             for i, p in enumerate(items):
@@ -244,62 +278,86 @@ def _judge(ctx: Any, prompts: list[dict[str, str]], systems: dict[str, list[str]
 
 
 # ----------------------------------------------------------------------------
-# The stage
+# The core and the stage
 
 
-def run(ctx: Any) -> StageResult:
-    """Evaluate the run's (or eval.model's) language model and any fine-tuned models."""
-    from kolm.evaluate.sources import count_parameters, load_causal_lm, load_finetuned
+def evaluate(
+    cfg: EvalConfig,
+    *,
+    model: str | Path,
+    out: str | Path,
+    seed: int = 0,
+    device: str = "cpu",
+    data_dir: str | Path | None = None,
+    finetune_dir: str | Path | None = None,
+    classify_data: TaskDataConfig | None = None,
+    classify_seq_len: int = 128,
+    run_dir: str | Path | None = None,
+    progress: Progress | None = None,
+) -> EvalResult:
+    """Evaluate the model at `model` (and any fine-tuned models) per `cfg`; write eval.json, eval.md, summary.md to `out`.
 
-    cfg = ctx.cfg.eval
-    device = resolve_device(cfg.device or ctx.cfg.device)
-    seed_everything(ctx.cfg.seed)
-    if cfg.judge.base_url:
-        from kolm.evaluate.judge import JudgeClient
+    `device` is a resolved device name. `data_dir` is the data stage folder
+    (its validation split is the language-modelling text unless
+    `cfg.lm_file`); `finetune_dir` the finetune stage folder (`classify/`,
+    `sft/`); `classify_data` and `classify_seq_len` are `finetune.classify`
+    and `finetune.seq_len`, the default data of the classifier and the token
+    budget it was trained with. Models inside `run_dir` get run-relative names.
+    """
+    from kolm.evaluate.judge import JudgeClient
 
+    progress = progress or Progress(enabled=False)
+    model_dir, out = Path(model), Path(out)
+    data_dir = Path(data_dir) if data_dir is not None else None
+    run_dir = Path(run_dir) if run_dir is not None else None
+    seed_everything(seed)
+    if cfg.judge.base_url:  # a missing key fails before any model work
         jc = cfg.judge
         JudgeClient(jc.base_url, jc.model, jc.api_key_env, jc.timeout).check()
-    model_dir = main_model_dir(ctx)
-    model, tok = load_causal_lm(model_dir, device)  # checks the dir before ctx.input hashes it
-    ctx.input(model_dir)
-    name = _name(model_dir, ctx)
-    res: dict[str, Any] = {"model": str(model_dir), "params": count_parameters(model), "device": device}
+    try:
+        lm, tok = _load(model_dir, device)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc} (the model to evaluate: set eval.model=<model dir> or run `kolm pretrain`)") from None
+    inputs: list[Path] = [model_dir]
+    name = _name(model_dir, run_dir)
+    res: dict[str, Any] = {"model": str(model_dir), "params": _parameters(lm), "device": device}
     notes: list[str] = []
-    samples_path = ctx.out / "samples.jsonl"
+    out.mkdir(parents=True, exist_ok=True)
+    samples_path = out / "samples.jsonl"
     samples_path.unlink(missing_ok=True)
 
-    if cfg.lm and (lm := _lm(ctx, model, tok, device, notes)):
-        res["lm"] = lm
-        ctx.log(f"eval: perplexity {lm['perplexity']:.2f}, {lm['bpc']:.3f} bits/char on {lm['source']}")
-    if cfg.fewshot and (fs := _fewshot(ctx, model, tok, name, device, notes)):
+    if cfg.lm and (lm_res := _lm(cfg, lm, tok, device, data_dir, progress, inputs, notes)):
+        res["lm"] = lm_res
+        progress.log(f"eval: perplexity {lm_res['perplexity']:.2f}, {lm_res['bpc']:.3f} bits/char on {lm_res['source']}")
+    if cfg.fewshot and (fs := _fewshot(cfg, lm, tok, name, seed, device, run_dir, progress, inputs, notes)):
         for s in fs.pop("_samples"):
             append_jsonl(samples_path, s)
         res["fewshot"] = fs
 
-    prompts = _prompts(ctx, notes) if (cfg.generation or cfg.judge.base_url) else None
+    prompts = _prompts(cfg, inputs, notes) if (cfg.generation or cfg.judge.base_url) else None
     systems: dict[str, list[str]] = {}
     if prompts:
-        systems[name] = _generate_all(ctx, model, tok, prompts, name, False, device)
+        systems[name] = _generate_all(cfg, lm, tok, prompts, name, False, progress)
         if cfg.generation:
             res["generation"] = {}
-            if m := _metrics_for(ctx, prompts, systems[name]):
+            if m := _metrics_for(cfg, prompts, systems[name]):
                 res["generation"][name] = m
-            res["variations"] = {name: _variations(ctx, model, tok, prompts, device, name, False)}
+            res["variations"] = {name: _variations(cfg, lm, tok, prompts, seed, name, False, progress)}
             res["variants"] = list(cfg.variants)
 
-    ft_dir = ctx.stage_dir("finetune")
-    if cfg.finetuned and ft_dir.exists():
+    ft_dir = Path(finetune_dir) if finetune_dir is not None else None
+    if cfg.finetuned and ft_dir is not None and ft_dir.exists():
         res["finetuned"] = {}
         if (ft_dir / "classify").exists():
-            res["finetuned"]["classify"] = _classify(ctx, ft_dir / "classify", device)
+            res["finetuned"]["classify"] = _classify(cfg, ft_dir / "classify", device, seed, classify_data, classify_seq_len, inputs)
         if (ft_dir / "sft").exists() and prompts:
-            ctx.input(ft_dir / "sft")
-            sft, sft_tok, _ = load_finetuned(ft_dir / "sft", "sft", device, model_dir)
-            systems["sft"] = _generate_all(ctx, sft, sft_tok, prompts, "sft", True, device)
+            inputs.append(ft_dir / "sft")
+            sft, sft_tok = _load(ft_dir / "sft", device)
+            systems["sft"] = _generate_all(cfg, sft, sft_tok, prompts, "sft", True, progress)
             if cfg.generation:
-                if m := _metrics_for(ctx, prompts, systems["sft"]):
+                if m := _metrics_for(cfg, prompts, systems["sft"]):
                     res["generation"]["sft"] = m
-                res["variations"]["sft"] = _variations(ctx, sft, sft_tok, prompts, device, "sft", True)
+                res["variations"]["sft"] = _variations(cfg, sft, sft_tok, prompts, seed, "sft", True, progress)
     for sys_name, outs in systems.items():
         for p, o in zip(prompts or [], outs):
             append_jsonl(samples_path, {"kind": "generation", "model": sys_name, "id": p["id"], "prompt": p["prompt"], "output": o, "reference": p["reference"]})
@@ -311,75 +369,37 @@ def run(ctx: Any) -> StageResult:
     if cfg.judge.base_url and prompts:
         # the fine-tuned model first: the headline is "how often does fine-tuning win?"
         order = sorted(systems, key=lambda s: s != "sft")
-        res["judge"] = _judge(ctx, prompts, {s: systems[s] for s in order})
+        res["judge"] = _judge(cfg, prompts, {s: systems[s] for s in order}, progress)
     res["notes"] = notes
     for n in notes:
-        ctx.log(n)
+        progress.log(n)
 
-    write_json(ctx.out / "eval.json", res)
-    plot = tables.fewshot_plot(res["fewshot"], ctx.out / "fewshot.png") if "fewshot" in res else None
-    summary = _markdown(res, plot, full=False)
-    (ctx.out / "summary.md").write_text(summary, encoding="utf-8")
-    (ctx.out / "eval.md").write_text(_markdown(res, plot, full=True), encoding="utf-8")
-    outputs = {"eval": "eval/eval.json", "report": "eval/eval.md", "summary": "eval/summary.md"}
+    files = {"eval": write_json(out / "eval.json", res)}
+    plot = tables.fewshot_plot(res["fewshot"], out / "fewshot.png") if "fewshot" in res else None
+    (out / "summary.md").write_text(tables.markdown(res, plot, full=False), encoding="utf-8")
+    (out / "eval.md").write_text(tables.markdown(res, plot, full=True), encoding="utf-8")
+    files.update(report=out / "eval.md", summary=out / "summary.md")
     if samples_path.exists():
-        outputs["samples"] = "eval/samples.jsonl"
-    return StageResult(outputs=outputs, metrics=_headline(res))
+        files["samples"] = samples_path
+    return EvalResult(results=res, metrics=tables.headline(res), files=files, inputs=inputs)
 
 
-def _headline(res: dict[str, Any]) -> dict[str, Any]:
-    """Flat metrics for the manifest."""
-    m: dict[str, Any] = {}
-    if "lm" in res:
-        m.update({"lm.perplexity": round(res["lm"]["perplexity"], 4), "lm.bpc": round(res["lm"]["bpc"], 5)})
-    for model in res.get("fewshot", {}).get("models", [])[:1]:
-        for r in model["results"]:
-            m[f"fewshot.k{r['k']}.accuracy"] = round(r["accuracy"], 4)
-            if r.get("calibrated_accuracy") is not None:
-                m[f"fewshot.k{r['k']}.calibrated_accuracy"] = round(r["calibrated_accuracy"], 4)
-    for name, g in res.get("generation", {}).items():
-        key = "sft" if name == "sft" else "lm"
-        for k in ("bleu", "chrf", "rougeL"):
-            m[f"generation.{key}.{k}"] = round(g[k], 4)
-    if c := res.get("finetuned", {}).get("classify"):
-        m.update({"classify.accuracy": round(c["accuracy"], 4), "classify.macro_f1": round(c["macro_f1"], 4)})
-    if j := res.get("judge"):
-        if j["mode"] == "pairwise":
-            m[f"judge.win_rate_{j['systems'][0]}"] = round(j["aggregate"][f"win_rate_{j['systems'][0]}"], 4)
-        else:
-            for s, a in j["aggregate"].items():
-                m[f"judge.{s}.mean"] = a["mean"]
-    return m
-
-
-def _markdown(res: dict[str, Any], plot: Path | None, full: bool) -> str:
-    """eval.md (full, with every variation) or summary.md (tables, a few samples)."""
-    parts = ["# 평가 (Evaluation)", "", f"Model: `{res['model']}` · {res['params']:,} parameters · device {res['device']}"]
-    if "lm" in res:
-        parts += ["", "## Language modelling (언어 모델링)", "", tables.lm_table(res["lm"]),
-                  "", "Bits per character/byte do not depend on the tokenizer; perplexity does."]
-    if "fewshot" in res:
-        fs = res["fewshot"]
-        verb = ", ".join(f"{k} → {v}" for k, v in fs["verbalizers"].items())
-        parts += ["", "## Few-shot in-context classification (퓨샷 분류)", "",
-                  f"Template `{fs['template']}`; label words {verb}; prediction = the label word with the highest log-likelihood. "
-                  "Calibrated: divided by the prior measured on content-free inputs.", "", tables.fewshot_table(fs)]
-        if plot:
-            parts += ["", f"![few-shot accuracy]({plot.name})"]
-        if len(fs["models"]) == 1:
-            parts += ["", "To see the effect of model size, list more model dirs in `eval.fewshot_models`."]
-    if res.get("generation"):
-        parts += ["", "## Generation metrics (생성 평가)", "", tables.generation_table(res["generation"])]
-    if res.get("variations"):
-        parts += ["", "## Prompt variations (프롬프트 변형)", "", "The same questions asked three ways; same seed for every variant, sampled outputs side by side."]
-        for sys_name, rows in res["variations"].items():
-            parts += ["", f"**{sys_name}**", "", tables.variations_table(rows if full else rows[:2], res["variants"])]
-        if not full:
-            parts += ["", "All prompts and outputs: `eval.md`, `samples.jsonl`."]
-    if c := res.get("finetuned", {}).get("classify"):
-        parts += ["", "## Fine-tuned classifier (미세조정 분류기)", "", tables.classify_section(c)]
-    if j := res.get("judge"):
-        parts += ["", "## LLM-as-judge (LLM 심사)", "", tables.judge_section(j)]
-    if res.get("notes"):
-        parts += ["", "Notes:", ""] + [f"- {n}" for n in res["notes"]]
-    return "\n".join(parts) + "\n"
+def run(ctx: StageContext) -> StageResult:
+    """Evaluate the run's (or eval.model's) language model and any fine-tuned models."""
+    cfg = ctx.cfg.eval
+    result = evaluate(
+        cfg,
+        model=main_model_dir(cfg, ctx.stage_dir("pretrain")),
+        out=ctx.out,
+        seed=ctx.cfg.seed,
+        device=resolve_device(cfg.device) if cfg.device else ctx.device,
+        data_dir=ctx.stage_dir("data"),
+        finetune_dir=ctx.stage_dir("finetune"),
+        classify_data=ctx.cfg.finetune.classify,
+        classify_seq_len=ctx.cfg.finetune.seq_len,
+        run_dir=ctx.run_dir,
+        progress=ctx.progress,
+    )
+    for path in dict.fromkeys(result.inputs):
+        ctx.input(path)
+    return StageResult(outputs={k: ctx.output(p) for k, p in result.files.items()}, metrics=result.metrics)

@@ -1,13 +1,14 @@
-"""Markdown tables and the few-shot chart of the evaluation results (eval.md, summary.md)."""
+"""The evaluation results as Markdown (eval.md, summary.md), headline metrics, and the few-shot chart."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from kolm.evaluate.classification import confusion_markdown
+from kolm.metrics.classification import confusion_markdown
 
-__all__ = ["lm_table", "fewshot_table", "generation_table", "variations_table", "classify_section", "judge_section", "fewshot_plot"]
+__all__ = ["lm_table", "fewshot_table", "generation_table", "variations_table", "classify_section", "judge_section", "fewshot_plot",
+           "markdown", "headline"]
 
 
 def _f(v: Any, digits: int = 4) -> str:
@@ -105,3 +106,61 @@ def fewshot_plot(fs: dict[str, Any], out_png: Path) -> Path | None:
     fig.savefig(out_png, bbox_inches="tight", dpi=110)
     plt.close(fig)
     return out_png
+
+
+def headline(res: dict[str, Any]) -> dict[str, Any]:
+    """Flat headline metrics of an eval.json (for the stage manifest)."""
+    m: dict[str, Any] = {}
+    if "lm" in res:
+        m.update({"lm.perplexity": round(res["lm"]["perplexity"], 4), "lm.bpc": round(res["lm"]["bpc"], 5)})
+    for model in res.get("fewshot", {}).get("models", [])[:1]:
+        for r in model["results"]:
+            m[f"fewshot.k{r['k']}.accuracy"] = round(r["accuracy"], 4)
+            if r.get("calibrated_accuracy") is not None:
+                m[f"fewshot.k{r['k']}.calibrated_accuracy"] = round(r["calibrated_accuracy"], 4)
+    for name, g in res.get("generation", {}).items():
+        key = "sft" if name == "sft" else "lm"
+        for k in ("bleu", "chrf", "rougeL"):
+            m[f"generation.{key}.{k}"] = round(g[k], 4)
+    if c := res.get("finetuned", {}).get("classify"):
+        m.update({"classify.accuracy": round(c["accuracy"], 4), "classify.macro_f1": round(c["macro_f1"], 4)})
+    if j := res.get("judge"):
+        if j["mode"] == "pairwise":
+            m[f"judge.win_rate_{j['systems'][0]}"] = round(j["aggregate"][f"win_rate_{j['systems'][0]}"], 4)
+        else:
+            for s, a in j["aggregate"].items():
+                m[f"judge.{s}.mean"] = a["mean"]
+    return m
+
+
+def markdown(res: dict[str, Any], plot: Path | None, full: bool) -> str:
+    """eval.md (full, with every variation) or summary.md (tables, a few samples)."""
+    parts = ["# 평가 (Evaluation)", "", f"Model: `{res['model']}` · {res['params']:,} parameters · device {res['device']}"]
+    if "lm" in res:
+        parts += ["", "## Language modelling (언어 모델링)", "", lm_table(res["lm"]),
+                  "", "Bits per character/byte do not depend on the tokenizer; perplexity does."]
+    if "fewshot" in res:
+        fs = res["fewshot"]
+        verb = ", ".join(f"{k} → {v}" for k, v in fs["verbalizers"].items())
+        parts += ["", "## Few-shot in-context classification (퓨샷 분류)", "",
+                  f"Template `{fs['template']}`; label words {verb}; prediction = the label word with the highest log-likelihood. "
+                  "Calibrated: divided by the prior measured on content-free inputs.", "", fewshot_table(fs)]
+        if plot:
+            parts += ["", f"![few-shot accuracy]({plot.name})"]
+        if len(fs["models"]) == 1:
+            parts += ["", "To see the effect of model size, list more model dirs in `eval.fewshot_models`."]
+    if res.get("generation"):
+        parts += ["", "## Generation metrics (생성 평가)", "", generation_table(res["generation"])]
+    if res.get("variations"):
+        parts += ["", "## Prompt variations (프롬프트 변형)", "", "The same questions asked three ways; same seed for every variant, sampled outputs side by side."]
+        for sys_name, rows in res["variations"].items():
+            parts += ["", f"**{sys_name}**", "", variations_table(rows if full else rows[:2], res["variants"])]
+        if not full:
+            parts += ["", "All prompts and outputs: `eval.md`, `samples.jsonl`."]
+    if c := res.get("finetuned", {}).get("classify"):
+        parts += ["", "## Fine-tuned classifier (미세조정 분류기)", "", classify_section(c)]
+    if j := res.get("judge"):
+        parts += ["", "## LLM-as-judge (LLM 심사)", "", judge_section(j)]
+    if res.get("notes"):
+        parts += ["", "Notes:", ""] + [f"- {n}" for n in res["notes"]]
+    return "\n".join(parts) + "\n"

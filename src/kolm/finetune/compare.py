@@ -7,16 +7,18 @@ validation and test accuracy and macro-F1 of each method in one table and chart
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
-from kolm.finetune.stage import base_model_dir, results_table
+from kolm.context import StageContext, StageResult
+from kolm.files import write_json
+from kolm.finetune.config import FinetuneConfig
+from kolm.finetune.stage import base_model_dir, results_table, stage_device
 from kolm.finetune.trainer import FinetuneResult, finetune
-from kolm.run import StageResult, write_json
 
 __all__ = ["run", "plot_comparison"]
 
 
-def plot_comparison(results: list[FinetuneResult], path: Any) -> None:
+def plot_comparison(results: list[FinetuneResult], path: str | Path) -> None:
     """Bars of test (or validation) accuracy, trainable share and wall time per method."""
     from kolm.plotting import setup_korean_font
 
@@ -43,33 +45,32 @@ def plot_comparison(results: list[FinetuneResult], path: Any) -> None:
     plt.close(fig)
 
 
-def _one(run_cfg: Any, method: str, base: str, out: str) -> FinetuneResult:
-    return finetune("classify", method, run_cfg, base, out)
-
-
-def _run_isolated(run_cfg: Any, method: str, base: Any, out: Any) -> FinetuneResult:
-    """Fine-tune in a fresh process, so each method's peak memory starts from the same state.
+def _run_isolated(cfg: FinetuneConfig, method: str, base: Path, out: Path, seed: int, device: str) -> FinetuneResult:
+    """Fine-tune the classification task in a fresh process, so each method's peak memory starts from the same state.
 
     In one process the allocator keeps what earlier methods freed, and later
-    methods would look cheaper than they are.
+    methods would look cheaper than they are. The worker gets the fine-tuning
+    section and plain values, nothing else of the run.
     """
     import multiprocessing as mp
 
     with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_one, (run_cfg, method, str(base), str(out)))
+        return pool.apply(finetune, (cfg, "classify", method),
+                          {"base_model": str(base), "out": str(out), "seed": seed, "device": device})
 
 
-def run(ctx: Any) -> StageResult:
+def run(ctx: StageContext) -> StageResult:
     """Fine-tune the classification task with each of `finetune.compare_methods`."""
     cfg = ctx.cfg.finetune
-    base = base_model_dir(ctx)
+    base = base_model_dir(cfg, ctx.stage_dir("pretrain"))
     ctx.input(base)
+    device = stage_device(cfg, ctx)
     out = ctx.out / "compare"
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for method in cfg.compare_methods:
         ctx.log(f"finetune compare: {method} (separate process)")
-        r = _run_isolated(ctx.cfg, method, base, out / method)
+        r = _run_isolated(cfg, method, base, out / method, ctx.cfg.seed, device)
         ctx.log(f"  {method}: test accuracy {r.test.get('accuracy', float('nan')):.4f}, {r.wall_time_s} s, peak +{r.peak_memory_mb} MB")
         results.append(r)
     table = results_table(results)
@@ -82,6 +83,7 @@ def run(ctx: Any) -> StageResult:
     ])
     (out / "compare.md").write_text(text, encoding="utf-8")
     (out / "summary.md").write_text(text, encoding="utf-8")
-    write_json(out / "compare.json", [{**r.__dict__, "trainable_pct": r.trainable_pct} for r in results])
+    write_json(out / "compare.json", [{**r.__dict__, "output_dir": ctx.output(r.output_dir), "trainable_pct": r.trainable_pct}
+                                      for r in results])
     metrics = {f"{r.method}.test_accuracy": r.test.get("accuracy") for r in results}
-    return StageResult(outputs={"compare": "finetune/compare/compare.md"}, metrics=metrics)
+    return StageResult(outputs={"compare": ctx.output(out / "compare.md")}, metrics=metrics)

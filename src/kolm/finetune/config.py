@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kolm.data.tasks import TaskDataConfig
 from kolm.errors import ConfigError
 from kolm.sections import Section, option
 
@@ -11,27 +12,6 @@ __all__ = ["FinetuneConfig", "TaskDataConfig", "METHODS", "TASKS"]
 
 METHODS = ["full", "lora", "dora", "waveft", "ia3", "prompt_tuning", "qlora"]
 TASKS = ["classify", "sft"]
-
-
-@dataclass
-class TaskDataConfig(Section):
-    """Where a fine-tuning task reads its examples."""
-
-    kind: str = option(
-        "embedded",
-        help="embedded (kolm's own reviews/instructions), nsmc (tsv id/document/label), "
-        "klue-ynat or klue-nli (official KLUE json), file (jsonl/tsv/csv/json with columns below)",
-        choices=["embedded", "nsmc", "klue-ynat", "klue-nli", "file"],
-    )
-    train: str | None = option(None, help="training file (kind != embedded)")
-    validation: str | None = option(None, help="validation file; default: a split of train")
-    test: str | None = option(None, help="test file for the final score (e.g. nsmc/test.tsv)")
-    text_field: str = option("text", help="text column (classification) or instruction field")
-    label_field: str = option("label", help="label column (classification)")
-    labels: list[str] = option([], help="declared label set; empty = the labels found in train")
-    max_train: int = option(0, help="use at most this many training examples (0 = all)", ge=0)
-    max_eval: int = option(0, help="use at most this many validation/test examples (0 = all)", ge=0)
-    val_fraction: float = option(0.1, help="validation share when no validation file is given", gt=0, lt=1)
 
 
 @dataclass

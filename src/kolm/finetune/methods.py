@@ -18,9 +18,12 @@ classification.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kolm.errors import KolmError
+
+if TYPE_CHECKING:
+    from kolm.finetune.config import FinetuneConfig
 
 __all__ = ["DEFAULT_LR", "peft_config", "check_method_available", "LINEAR_MODULES"]
 
@@ -63,7 +66,7 @@ def check_method_available(method: str, device: str) -> None:
         )
 
 
-def peft_config(method: str, task: str, cfg: Any, model_config: Any) -> Any | None:
+def peft_config(method: str, task: str, cfg: FinetuneConfig, model_config: Any) -> Any | None:
     """The PEFT config of `method` for `task` ("classify" or "sft"); None for full fine-tuning.
 
     `cfg` is the FinetuneConfig; `model_config` the base model's config (for

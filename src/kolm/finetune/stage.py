@@ -9,17 +9,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kolm.evaluate.classification import confusion_markdown
+from kolm.context import StageContext, StageResult
+from kolm.finetune.config import FinetuneConfig
 from kolm.finetune.trainer import FinetuneResult, finetune
-from kolm.run import StageResult
+from kolm.metrics.classification import confusion_markdown
+from kolm.runtime import resolve_device
 
-__all__ = ["run", "base_model_dir", "results_table"]
+__all__ = ["run", "base_model_dir", "stage_device", "results_table"]
 
 
-def base_model_dir(ctx: Any) -> Path:
-    """The model to fine-tune: finetune.base_model, else this run's pretrain/final."""
-    cfg = ctx.cfg.finetune
-    return Path(cfg.base_model) if cfg.base_model else ctx.stage_dir("pretrain") / "final"
+def base_model_dir(cfg: FinetuneConfig, pretrain_dir: Path) -> Path:
+    """The model to fine-tune: finetune.base_model, else the run's pretrain/final."""
+    return Path(cfg.base_model) if cfg.base_model else pretrain_dir / "final"
+
+
+def stage_device(cfg: FinetuneConfig, ctx: StageContext) -> str:
+    """The run's device, or the `finetune.device` override (resolved here, the only place it is read)."""
+    return resolve_device(cfg.device) if cfg.device else ctx.device
 
 
 def results_table(results: list[FinetuneResult]) -> str:
@@ -37,15 +43,17 @@ def results_table(results: list[FinetuneResult]) -> str:
     return "\n".join(lines)
 
 
-def run(ctx: Any) -> StageResult:
+def run(ctx: StageContext) -> StageResult:
     """Fine-tune every task in `finetune.tasks` with `finetune.method`."""
     cfg = ctx.cfg.finetune
-    base = base_model_dir(ctx)
-    ctx.input(base)
+    base = base_model_dir(cfg, ctx.stage_dir("pretrain"))
+    device = stage_device(cfg, ctx)
     results = []
     for task in cfg.tasks:
         ctx.log(f"finetune: {task} with {cfg.method} on {base}")
-        results.append(finetune(task, cfg.method, ctx.cfg, base, ctx.out / task, ctx.progress))
+        results.append(finetune(cfg, task, cfg.method, base_model=base, out=ctx.out / task, seed=ctx.cfg.seed,
+                                device=device, progress=ctx.progress))
+    ctx.input(base)
     parts = ["# Fine-tuning (미세조정)", "", f"Base model: `{base}` · method: **{cfg.method}**", "", results_table(results)]
     for r in results:
         if r.test.get("confusion_matrix"):
@@ -54,7 +62,7 @@ def run(ctx: Any) -> StageResult:
     metrics: dict[str, Any] = {}
     outputs: dict[str, str] = {}
     for r in results:
-        outputs[r.task] = str(Path(r.output_dir).relative_to(ctx.run_dir))
+        outputs[r.task] = ctx.output(r.output_dir)
         for k, v in {**{f"val_{k}": v for k, v in r.validation.items()}, **{f"test_{k}": v for k, v in r.test.items() if isinstance(v, (int, float))}}.items():
             metrics[f"{r.task}.{k}"] = round(v, 5) if isinstance(v, float) else v
     return StageResult(outputs=outputs, metrics=metrics)

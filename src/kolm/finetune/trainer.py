@@ -1,15 +1,16 @@
 """One fine-tuning run: a task (classify or sft) with a method, on a base model, within a budget.
 
-Builds the model (plus a PEFT wrapper), batches the encoded examples, trains
-with the pretraining loop's optimizer, schedule and step logic, evaluates on
-the validation split every `eval_every` steps (early stopping on the
-validation metric), keeps the best weights, scores the test split, and writes
-the adapter (PEFT format) or the full model with the tokenizer.
+Loads the base model through `kolm.models.loading` (plus a PEFT wrapper),
+batches the encoded examples (`kolm.data.batching`), and trains with the
+pretraining loop (`kolm.train.loop`): its optimizer, schedule and step logic,
+validation every `eval_every` steps, early stopping after `patience`
+evaluations without a better score (macro-F1 for classify, loss for sft) and
+the best weights kept. Then it scores the test split and writes the adapter
+(PEFT format) or the full model with the tokenizer and `kolm_task.json`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import threading
@@ -18,9 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from kolm.data.batching import collate, encode_classification, encode_sft, pad_token_id
+from kolm.data.tasks import load_classification, load_sft
 from kolm.errors import KolmError
-from kolm.finetune.data import encode_classification, encode_sft, load_classification, load_sft
+from kolm.files import write_json
+from kolm.finetune.config import TASKS, FinetuneConfig
 from kolm.finetune.methods import DEFAULT_LR, check_method_available, peft_config
+from kolm.metrics.classification import classification_report
+from kolm.metrics.lm import perplexity_of
+from kolm.progress import Progress
+from kolm.runtime import seed_everything
 
 __all__ = ["FinetuneResult", "finetune", "count_parameters"]
 
@@ -102,26 +110,6 @@ class _PeakRSS:
         return round(self.peak / 2**20, 1)
 
 
-def _collate(rows: list[dict[str, Any]], pad_id: int, left: bool) -> dict[str, Any]:
-    """Pad a batch. Classification pads on the left so the last position is the pooled token."""
-    import torch
-
-    width = max(len(r["input_ids"]) for r in rows)
-    ids, mask, labels = [], [], []
-    for r in rows:
-        n = len(r["input_ids"])
-        pad = [pad_id] * (width - n)
-        ids.append(pad + r["input_ids"] if left else r["input_ids"] + pad)
-        m = [0] * (width - n)
-        mask.append(m + [1] * n if left else [1] * n + m)
-        if "labels" in r:
-            lp = [-100] * (width - n)
-            labels.append(lp + r["labels"] if left else r["labels"] + lp)
-        else:
-            labels.append(r["label"])
-    return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask), "labels": torch.tensor(labels)}
-
-
 def _batches(rows: list[dict[str, Any]], batch_size: int, pad_id: int, left: bool, seed: int) -> Iterator[dict[str, Any]]:
     """Endless shuffled batches, reshuffled each epoch with a fixed seed."""
     rng = random.Random(seed)
@@ -129,14 +117,11 @@ def _batches(rows: list[dict[str, Any]], batch_size: int, pad_id: int, left: boo
     while True:
         rng.shuffle(order)
         for i in range(0, len(order) - batch_size + 1 if len(order) >= batch_size else 1, batch_size):
-            yield _collate([rows[j] for j in order[i : i + batch_size]], pad_id, left)
+            yield collate([rows[j] for j in order[i : i + batch_size]], pad_id, left=left)
 
 
-def _to(batch: dict[str, Any], device: str) -> dict[str, Any]:
-    return {k: v.to(device) for k, v in batch.items()}
-
-
-def _evaluate(model: Any, rows: list[dict[str, Any]], task: str, pad_id: int, device: str, labels: list[str], batch_size: int = 32) -> dict[str, Any]:
+def _evaluate(model: Any, rows: list[dict[str, Any]], task: str, pad_id: int, device: str, labels: list[str],
+              batch_size: int = 32) -> dict[str, Any]:
     """Validation/test metrics: accuracy, macro-F1 and confusion for classify; loss and perplexity for sft."""
     import torch
 
@@ -144,7 +129,7 @@ def _evaluate(model: Any, rows: list[dict[str, Any]], task: str, pad_id: int, de
     preds, gold, losses, tokens = [], [], 0.0, 0
     with torch.no_grad():
         for i in range(0, len(rows), batch_size):
-            batch = _to(_collate(rows[i : i + batch_size], pad_id, left=task == "classify"), device)
+            batch = {k: v.to(device) for k, v in collate(rows[i : i + batch_size], pad_id, left=task == "classify").items()}
             out = model(**batch)
             if task == "classify":
                 preds += out.logits.argmax(-1).tolist()
@@ -155,70 +140,62 @@ def _evaluate(model: Any, rows: list[dict[str, Any]], task: str, pad_id: int, de
                 tokens += n
     model.train()
     if task == "classify":
-        from kolm.evaluate.classification import classification_report
-
         return classification_report(gold, preds, labels)
     loss = losses / max(1, tokens)
-    return {"loss": loss, "perplexity": math.exp(min(loss, 50))}
-
-
-def _load_model(task: str, base: Path, labels: list[str], pad_id: int) -> Any:
-    import kolm.models.registry  # noqa: F401  (registers kolm architectures with transformers)
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    if task == "classify":
-        return AutoModelForSequenceClassification.from_pretrained(
-            base,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={v: i for i, v in enumerate(labels)},
-            pad_token_id=pad_id,
-        )
-    return AutoModelForCausalLM.from_pretrained(base)
+    return {"loss": loss, "perplexity": perplexity_of(loss)}
 
 
 def finetune(
+    cfg: FinetuneConfig,
     task: str,
     method: str,
-    run_cfg: Any,
+    *,
     base_model: str | Path,
-    out_dir: str | Path,
-    progress: Any | None = None,
+    out: str | Path,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: Progress | None = None,
 ) -> FinetuneResult:
-    """Fine-tune `base_model` on `task` with `method` per `run_cfg.finetune`; write the result to `out_dir`."""
-    import torch
-    from transformers import AutoTokenizer
+    """Fine-tune `base_model` on `task` ("classify" or "sft") with `method`, per `cfg`; write the result to `out`.
 
-    from kolm.progress import Progress
-    from kolm.run import resolve_device, seed_everything, write_json
+    `device` is a resolved device name (cpu, cuda, cuda:N, mps). Writes
+    `out/adapter/` (PEFT format; `out/model/` for full fine-tuning) with the
+    tokenizer and `kolm_task.json`, `out/metrics.jsonl` and `out/eval.json`.
+    The weights saved are those of the best validation score.
+    """
+    from kolm.models.loading import load_model, load_tokenizer, write_task_info
+    from kolm.train.loop import LoopSettings, resolve_precision, train
+    from kolm.train.optim import build_adamw
+    from kolm.train.schedule import build_scheduler
 
-    cfg = run_cfg.finetune
+    if task not in TASKS:
+        raise KolmError(f"unknown fine-tuning task {task!r}; choose one of {', '.join(TASKS)}")
     progress = progress or Progress(enabled=False)
-    device = resolve_device(cfg.device or run_cfg.device)
     check_method_available(method, device)
-    base = Path(base_model)
+    base = Path(base_model).resolve()  # absolute, so the adapter's recorded base_model_name_or_path is too
     if not (base / "config.json").exists():
-        raise KolmError(f"base model not found: {base} (run `kolm pretrain` first, or set finetune.base_model)")
-    out = Path(out_dir)
+        raise KolmError(f"base model not found: {base_model} (run `kolm pretrain` first, or set finetune.base_model)")
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    seed_everything(run_cfg.seed)
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    seed_everything(seed)
+    tokenizer = load_tokenizer(base)
+    pad_id = pad_token_id(tokenizer)
 
     labels: list[str] = []
     if task == "classify":
-        data = load_classification(cfg.classify, seed=run_cfg.seed)
+        data = load_classification(cfg.classify, seed=seed)
         labels = data.labels
         train_rows = encode_classification(tokenizer, data.train, cfg.seq_len)
         val_rows = encode_classification(tokenizer, data.validation, cfg.seq_len)
         test_rows = encode_classification(tokenizer, data.test, cfg.seq_len)
     else:
-        train_chats, val_chats = load_sft(cfg.sft, seed=run_cfg.seed)
+        train_chats, val_chats = load_sft(cfg.sft, seed=seed)
         train_rows = encode_sft(tokenizer, train_chats, cfg.seq_len)
         val_rows = encode_sft(tokenizer, val_chats, cfg.seq_len)
         test_rows = []
 
-    model = _load_model(task, base, labels, pad_id)
+    model, _ = load_model(base, task="classify" if task == "classify" else "causal-lm", device=device,
+                          labels=labels or None, pad_token_id=pad_id if task == "classify" else None)
     pc = peft_config(method, task, cfg, model.config)
     if pc is not None:
         import peft
@@ -230,96 +207,40 @@ def finetune(
     steps = cfg.max_steps
     if cfg.epochs > 0:
         steps = max(1, math.ceil(cfg.epochs * len(train_rows) / cfg.batch_size))
-    lr = cfg.lr or DEFAULT_LR[method]
-    higher_is_better = task == "classify"
-    key = "macro_f1" if task == "classify" else "loss"
     metrics_path = out / "metrics.jsonl"
     metrics_path.unlink(missing_ok=True)
 
-    def evaluate() -> dict[str, Any]:
-        return _evaluate(model, val_rows, task, pad_id, device, labels)
+    def evaluate(m: Any, step: int) -> dict[str, float]:
+        val = _evaluate(m, val_rows, task, pad_id, device, labels)
+        return {f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))}
 
-    best: dict[str, Any] = {"score": None, "state": None, "step": 0, "metrics": {}}
-
-    def on_eval(step: int, val: dict[str, Any]) -> bool:
-        """Keep the best weights; return True to stop early."""
-        score = val[key]
-        improved = best["score"] is None or (score > best["score"] if higher_is_better else score < best["score"])
-        if improved:
-            best.update(score=score, step=step, metrics=val, bad=0,
-                        state={n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
-            return False
-        best["bad"] = best.get("bad", 0) + 1
-        return bool(cfg.patience) and best["bad"] >= cfg.patience
-
-    batches = _batches(train_rows, cfg.batch_size, pad_id, task == "classify", run_cfg.seed)
+    settings = LoopSettings(
+        max_steps=steps, grad_clip=1.0, precision=resolve_precision("auto", device), log_every=10,
+        eval_every=cfg.eval_every, save_every=0, resume=None,
+        best_metric="val_macro_f1" if task == "classify" else "val_loss", lower_is_better=task != "classify",
+        patience=cfg.patience, keep_best=True,
+    )
+    optimizer = build_adamw(model, lr=cfg.lr or DEFAULT_LR[method], weight_decay=cfg.weight_decay)
+    scheduler = build_scheduler(optimizer, "cosine", min(cfg.warmup_steps, max(1, steps // 10)), steps)
+    batches = _batches(train_rows, cfg.batch_size, pad_id, task == "classify", seed)
     t0 = time.perf_counter()
-    with _PeakRSS(device) as mem:
-        done, tokens = _optimize(model, batches, steps, lr, cfg, progress, f"{task}/{method}", metrics_path, evaluate, on_eval, device)
+    with _PeakRSS(device) as mem, progress.task(f"finetune {task}/{method}", total=steps) as bar:
+        state = train(model, batches, optimizer, scheduler, settings=settings, device=device, evaluate=evaluate,
+                      metrics_path=metrics_path, progress=bar, log=progress.log)
     wall = time.perf_counter() - t0
-    if best["state"] is not None:  # restore the best validation checkpoint
-        params = dict(model.named_parameters())
-        with torch.no_grad():
-            for n, v in best["state"].items():
-                params[n].copy_(v)
-    validation = best["metrics"] or evaluate()
+    best = state.best_eval or evaluate(model, state.step)  # the scores of the weights the loop kept
+    validation = {k.removeprefix("val_"): v for k, v in best.items()}
     test = _evaluate(model, test_rows, task, pad_id, device, labels) if test_rows else {}
 
     target = out / ("model" if method == "full" else "adapter")
-    saved = model.save_pretrained(target, safe_serialization=True)
-    del saved
+    model.save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
-    write_json(target / "kolm_task.json", {"task": task, "method": method, "labels": labels, "base_model": str(base)})
+    write_task_info(target, task, method, labels, base)
     result = FinetuneResult(
-        task=task, method=method, trainable_params=trainable, total_params=total, steps=done,
-        wall_time_s=round(wall, 2), tokens_per_s=round(tokens / max(wall, 1e-9), 1), peak_memory_mb=mem.mb,
-        validation={k: v for k, v in validation.items() if isinstance(v, (int, float))},
-        test=test, output_dir=str(target),
+        task=task, method=method, trainable_params=trainable, total_params=total, steps=state.step,
+        wall_time_s=round(wall, 2), tokens_per_s=round(state.tokens / max(wall, 1e-9), 1), peak_memory_mb=mem.mb,
+        validation=validation, test=test, output_dir=str(target),
     )
-    write_json(out / "eval.json", {**result.__dict__, "trainable_pct": result.trainable_pct, "best_step": best["step"]})
+    write_json(out / "eval.json", {**result.__dict__, "output_dir": target.name, "trainable_pct": result.trainable_pct,
+                                   "best_step": state.best_step})
     return result
-
-
-
-class _EarlyStop(Exception):
-    """Raised by the step hook when the validation metric stopped improving."""
-
-
-def _optimize(model, batches, steps, lr, cfg, progress, label, metrics_path, evaluate, on_eval, device) -> tuple[int, int]:
-    """Train with the pretraining loop (optimizer, schedule, clipping, NaN guard, logging); return (steps, tokens).
-
-    Early stopping: `on_eval` returns True when patience ran out; a step hook
-    then ends the loop after that evaluation.
-    """
-    from kolm.train.loop import LoopSettings, resolve_precision, train
-    from kolm.train.optim import build_adamw
-    from kolm.train.schedule import build_scheduler
-
-    optimizer = build_adamw(model, lr=lr, weight_decay=cfg.weight_decay)
-    warm = min(cfg.warmup_steps, max(1, steps // 10))
-    scheduler = build_scheduler(optimizer, "cosine", warm, steps)
-    settings = LoopSettings(
-        max_steps=steps, grad_clip=1.0, precision=resolve_precision("auto", device), log_every=10,
-        eval_every=cfg.eval_every, save_every=0, resume=None, best_metric="score", lower_is_better=False,
-    )
-    stop = {"now": False}
-
-    def run_eval(m, step: int) -> dict[str, float]:
-        val = evaluate()
-        stop["now"] = on_eval(step, val)
-        return {f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))}
-
-    done = {"steps": 0, "tokens": 0}
-
-    def early_stop(m, state) -> None:
-        done.update(steps=state.step, tokens=state.tokens)
-        if stop["now"]:
-            raise _EarlyStop()
-
-    with progress.task(f"finetune {label}", total=steps) as bar:
-        try:
-            train(model, batches, optimizer, scheduler, settings=settings, device=device, evaluate=run_eval,
-                  metrics_path=metrics_path, progress=bar, hooks=[early_stop])
-        except _EarlyStop:
-            pass
-    return done["steps"], done["tokens"]

@@ -1,1 +1,1 @@
-"""Inference: generation engine with KV cache, sampling, streaming; export."""
+"""Inference: the generation entry point (`generate.py`), the engine with its KV cache, sampling and streaming."""

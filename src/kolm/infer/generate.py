@@ -37,10 +37,21 @@ def render_prompt(tokenizer: Any, prompt: str, chat: bool) -> str:
 
 
 def generator_for(model: Any, tokenizer: Any) -> Engine | HFGenerator:
-    """Our engine when the model brings its own inference state, else HF `generate()` behind the same calls."""
-    if hasattr(model, "new_cache"):
+    """Our engine when the model brings its own inference state, else HF `generate()` behind the same calls.
+
+    Prompt-learning PEFT adapters (prompt/prefix tuning) add virtual tokens in
+    front of every input, which the engine's cache does not account for; they
+    run through `generate()` of the PEFT model.
+    """
+    if hasattr(model, "new_cache") and not getattr(model, "active_peft_config", None) or _plain_adapter(model):
         return Engine(model, tokenizer)
     return HFGenerator(model, tokenizer)
+
+
+def _plain_adapter(model: Any) -> bool:
+    """A PEFT model whose adapter only changes weights (LoRA, DoRA, IA3): the engine runs it as it is."""
+    peft_config = getattr(model, "active_peft_config", None)
+    return peft_config is not None and not getattr(peft_config, "is_prompt_learning", False) and hasattr(model, "new_cache")
 
 
 def generate(

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from kolm.errors import UsageError
+
 __all__ = ["SamplingParams", "apply_repetition_penalty", "filter_top_k", "filter_top_p", "sample_next"]
 
 
@@ -42,7 +44,7 @@ class SamplingParams:
         if self.repetition_penalty <= 0:
             problems.append("repetition_penalty must be > 0 (1 = off)")
         if problems:
-            raise ValueError("invalid sampling settings: " + "; ".join(problems))
+            raise UsageError("invalid sampling settings: " + "; ".join(problems))
 
     @property
     def greedy(self) -> bool:

@@ -5,6 +5,9 @@ RMSNorm -> rotary position embedding -> causal self-attention (grouped-query,
 
 Design choices worth knowing:
 
+* Composition: a `Block` is handed its token mixer (attention here; an SSM or
+  MLA later) and its MLP (SwiGLU here; a mixture of experts later) by the
+  model that builds it, and only adds the norms and the residual stream.
 * Module names follow Llama (`q_proj k_proj v_proj o_proj gate_proj up_proj
   down_proj`), so PEFT finds its targets and `export --format hf-llama` is a
   rename-free copy of the state dict.
@@ -23,6 +26,9 @@ Design choices worth knowing:
 * Inference state is an explicit cache object handed to `forward`
   (see `kolm.models.cache`); anything with `update(k, v, layer_idx)` and
   `get_seq_length()` works, including Hugging Face's `DynamicCache`.
+* The projections that write into the residual stream (`o_proj`,
+  `down_proj`) carry `_kolm_residual_out = True`; the model's weight init
+  scales them down with depth.
 """
 
 from __future__ import annotations
@@ -183,6 +189,7 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=False)
         self.v_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(n_heads * self.head_dim, d_model, bias=False)
+        self.o_proj._kolm_residual_out = True  # depth-scaled init
         self._fused = _FusedWeight()
 
     def forward(
@@ -228,6 +235,7 @@ class SwiGLU(nn.Module):
         self.gate_proj = nn.Linear(d_model, ffn_dim, bias=False)
         self.up_proj = nn.Linear(d_model, ffn_dim, bias=False)
         self.down_proj = nn.Linear(ffn_dim, d_model, bias=False)
+        self.down_proj._kolm_residual_out = True  # depth-scaled init
         self._fused = _FusedWeight()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -244,16 +252,24 @@ class SwiGLU(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x))."""
+    """Pre-norm residual block around two given parts: x + mixer(norm(x)), then x + mlp(norm(x)).
 
-    def __init__(self, d_model: int, n_heads: int, n_kv_heads: int, ffn_dim: int, norm_eps: float, layer_idx: int):
+    `mixer` mixes information across positions (attention), `mlp` works on
+    each position alone; the model builds both and hands them in. They keep
+    Llama's names (`self_attn`, `mlp`, `input_layernorm`,
+    `post_attention_layernorm`), so checkpoints, PEFT target names and the
+    hf-llama export see one layout. Whatever the model passes after `x`
+    (rotary tables, mask, cache for attention) goes to the mixer unchanged.
+    """
+
+    def __init__(self, d_model: int, mixer: nn.Module, mlp: nn.Module, norm_eps: float = 1e-5):
         super().__init__()
         self.input_layernorm = RMSNorm(d_model, norm_eps)
-        self.self_attn = Attention(d_model, n_heads, n_kv_heads, layer_idx)
+        self.self_attn = mixer
         self.post_attention_layernorm = RMSNorm(d_model, norm_eps)
-        self.mlp = SwiGLU(d_model, ffn_dim)
+        self.mlp = mlp
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None = None,
-                cache: Any | None = None) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache)
+    def forward(self, x: torch.Tensor, *context: Any) -> torch.Tensor:
+        """x: (B, T, C) -> (B, T, C); `context` is the mixer's: (cos, sin, mask, cache) for `Attention`."""
+        x = x + self.self_attn(self.input_layernorm(x), *context)
         return x + self.mlp(self.post_attention_layernorm(x))

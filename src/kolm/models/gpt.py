@@ -1,7 +1,10 @@
 """KolmGPT: a Llama-style decoder-only Transformer, packaged as a Hugging Face model.
 
 Read top-down: config -> base model (embedding, blocks, final norm) -> causal
-LM head -> sequence-classification head. The blocks live in `blocks.py`.
+LM head -> sequence-classification head -> what the registry needs (the HF
+config from a run's `model:` section, FLOPs per token). The parts live in
+`blocks.py`; the base model composes each block from an `Attention` and a
+`SwiGLU`.
 
 Notable choices:
 
@@ -17,7 +20,8 @@ Notable choices:
   `DynamicCache` that `generate()` builds. Left padding works through
   `attention_mask` (+ `position_ids`, derived from the mask when absent).
 * Loss shifts the labels, not the logits (no (B, T, V) copy).
-* Build big models on the meta device: `build_on_meta(config, device)`.
+* Fresh models for training are built on the meta device and initialised
+  once (`kolm.models.registry.build_causal_lm`).
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast, SequenceClassifierOutputWithPast
 
-from kolm.models.blocks import Block, RMSNorm, Rotary
+from kolm.models.blocks import Attention, Block, RMSNorm, Rotary, SwiGLU
 from kolm.models.cache import KVCache
+from kolm.model_config import ModelConfigError
 
 __all__ = [
     "KolmGPTConfig",
@@ -41,7 +46,8 @@ __all__ = [
     "KolmGPTModel",
     "KolmGPTForCausalLM",
     "KolmGPTForSequenceClassification",
-    "build_on_meta",
+    "config_from_section",
+    "flops_per_token",
 ]
 
 
@@ -91,7 +97,7 @@ class KolmGPTConfig(PretrainedConfig):
         if self.n_heads % self.n_kv_heads:
             problems.append(f"n_heads {self.n_heads} is not a multiple of n_kv_heads {self.n_kv_heads}")
         if problems:
-            raise ValueError("invalid KolmGPT config: " + "; ".join(problems))
+            raise ModelConfigError("invalid KolmGPT config: " + "; ".join(problems))
 
     @property
     def head_dim(self) -> int:
@@ -164,15 +170,17 @@ class KolmGPTModel(KolmGPTPreTrainedModel):
         super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
         self.layers = nn.ModuleList(
-            Block(config.d_model, config.n_heads, config.n_kv_heads, config.ffn_dim, config.norm_eps, i)
+            Block(
+                config.d_model,
+                Attention(config.d_model, config.n_heads, config.n_kv_heads, layer_idx=i),
+                SwiGLU(config.d_model, config.ffn_dim),
+                config.norm_eps,
+            )
             for i in range(config.n_layers)
         )
         self.norm = RMSNorm(config.d_model, config.norm_eps)
         self.rotary = Rotary(config.head_dim, config.max_seq_len, config.rope_theta)
         self.gradient_checkpointing = False  # set by activation_checkpointing_enable()
-        for layer in self.layers:  # marked for the depth-scaled init
-            layer.self_attn.o_proj._kolm_residual_out = True
-            layer.mlp.down_proj._kolm_residual_out = True
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -350,12 +358,41 @@ class KolmGPTForSequenceClassification(KolmGPTPreTrainedModel):
         return SequenceClassifierOutputWithPast(loss=loss, logits=logits)
 
 
-def build_on_meta(config: KolmGPTConfig, device: torch.device | str = "cpu", cls: type = KolmGPTForCausalLM) -> PreTrainedModel:
-    """Construct without allocating or initialising twice: shapes on the meta device, then memory on `device`, then init."""
-    with torch.device("meta"):
-        model = cls(config)
-    model.to_empty(device=device)
-    for m in model.modules():  # init_weights skips modules already marked initialised
-        m.__dict__.pop("_is_hf_initialized", None)
-    model.init_weights()
-    return model
+# ----------------------------------------------------------------------------
+# What the registry needs
+
+
+def config_from_section(model_cfg: Any, vocab_size: int, bos_token_id: int | None = None,
+                        eos_token_id: int | None = None, pad_token_id: int | None = None) -> KolmGPTConfig:
+    """KolmGPTConfig from a run's `model:` section (ModelConfig with arch gpt) plus the tokenizer's ids."""
+    gpt = model_cfg.gpt
+    return KolmGPTConfig(
+        vocab_size=vocab_size,
+        d_model=model_cfg.d_model,
+        n_layers=model_cfg.n_layers,
+        n_heads=gpt.n_heads,
+        n_kv_heads=gpt.n_kv_heads,
+        ffn_dim=gpt.ffn_dim,
+        max_seq_len=model_cfg.max_seq_len,
+        rope_theta=gpt.rope_theta,
+        norm_eps=model_cfg.norm_eps,
+        init_std=model_cfg.init_std,
+        tie_word_embeddings=model_cfg.tie_embeddings,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+    )
+
+
+def flops_per_token(config: KolmGPTConfig, seq_len: int) -> float:
+    """Training FLOPs per token: 6N for the matmuls with weights, plus 6·L·T·d for attention scores.
+
+    N counts the non-embedding parameters (a tied output head counts as the
+    embedding). Forward QKᵀ and AV cost 2·2·T·d per layer per token with
+    causal masking ignored; backward doubles that: 12·L·T·d, halved for the
+    causal mask.
+    """
+    d, L, kv = config.d_model, config.n_layers, config.n_kv_heads * config.head_dim
+    per_layer = 2 * d * d + 2 * d * kv + 3 * d * config.ffn_dim + 2 * d  # q, o; k, v; gate, up, down; two norms
+    n_params = L * per_layer + d + (0 if config.tie_word_embeddings else config.vocab_size * d)  # + final norm, head
+    return 6.0 * n_params + 6.0 * L * seq_len * d

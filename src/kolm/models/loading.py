@@ -32,6 +32,7 @@ from kolm.errors import CheckpointError, KolmError
 
 __all__ = [
     "load_model",
+    "load_tokenizer",
     "find_model_dir",
     "adapter_base",
     "task_info",

@@ -1,91 +1,154 @@
-"""Architecture name -> config/model classes, and registration with `transformers.Auto*`.
+"""Architecture name -> everything kolm needs to know about it, and registration with `transformers.Auto*`.
 
-Importing this module registers model_type "kolm_gpt" with `AutoConfig`,
-`AutoModelForCausalLM` and `AutoModelForSequenceClassification` (idempotent),
-so `AutoModelForCausalLM.from_pretrained(dir)` loads kolm checkpoints. Every
-kolm code path that loads a model imports it first.
+One `Arch` entry per architecture: its Hugging Face config class and heads,
+how a run's `model:` section becomes that config, its training FLOPs per
+token, the export formats that apply to it and its LoRA target modules. Code
+that depends on the architecture asks this table (`get_arch` by `model.arch`,
+`arch_of` by a loaded model's config) instead of naming a model class, so a
+new architecture is its module, its `model.<arch>` subsection
+(`kolm.model_config`) and one entry here.
+
+Importing this module registers every architecture's model_type with
+`AutoConfig`, `AutoModelForCausalLM` and `AutoModelForSequenceClassification`
+(idempotent), so `AutoModelForCausalLM.from_pretrained(dir)` loads kolm
+model dirs; `import kolm.models` does it.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
 
-from kolm.errors import CheckpointError
-from kolm.models.gpt import (
-    KolmGPTConfig,
-    KolmGPTForCausalLM,
-    KolmGPTForSequenceClassification,
-    KolmGPTModel,
-    build_on_meta,
-)
+from kolm.errors import ConfigError, KolmError
+from kolm.models import gpt
 
 __all__ = [
-    "ARCHITECTURES",
-    "KolmGPTConfig",
-    "KolmGPTForCausalLM",
-    "KolmGPTForSequenceClassification",
-    "KolmGPTModel",
+    "Arch",
+    "ARCHS",
     "register",
-    "gpt_config_from_run",
+    "get_arch",
+    "arch_of",
+    "hf_config",
     "build_causal_lm",
-    "load_causal_lm",
+    "build_on_meta",
+    "flops_per_token",
+    "lora_targets",
 ]
 
-# `model.arch` -> (config class, causal LM class, sequence classifier class)
-ARCHITECTURES: dict[str, tuple[type, type, type]] = {
-    "gpt": (KolmGPTConfig, KolmGPTForCausalLM, KolmGPTForSequenceClassification),
+
+@dataclass(frozen=True)
+class Arch:
+    """What kolm knows about one architecture."""
+
+    name: str  # the value of `model.arch`
+    config_class: type[PretrainedConfig]
+    causal_lm: type[PreTrainedModel]
+    classifier: type[PreTrainedModel]
+    # (model_cfg, vocab_size, bos_token_id, eos_token_id, pad_token_id) -> HF config
+    hf_config: Callable[..., PretrainedConfig]
+    # (HF config, sequence length) -> training FLOPs per token
+    flops_per_token: Callable[[Any, int], float]
+    # format name -> "module:function" with signature (model_dir, out_dir) -> out_dir; imported when used,
+    # so the model layer does not import kolm.export
+    exporters: Mapping[str, str]
+    lora_targets: tuple[str, ...]  # module names PEFT's LoRA adapts by default
+
+    @property
+    def model_type(self) -> str:
+        """`model_type` in the config.json of this architecture's model dirs."""
+        return self.config_class.model_type
+
+    def exporter(self, fmt: str) -> Callable[[str | Path, str | Path], Path]:
+        """The export function for format `fmt` (one of `self.exporters`)."""
+        module, _, name = self.exporters[fmt].partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+ARCHS: dict[str, Arch] = {
+    "gpt": Arch(
+        name="gpt",
+        config_class=gpt.KolmGPTConfig,
+        causal_lm=gpt.KolmGPTForCausalLM,
+        classifier=gpt.KolmGPTForSequenceClassification,
+        hf_config=gpt.config_from_section,
+        flops_per_token=gpt.flops_per_token,
+        exporters={"hf-llama": "kolm.export.hf_llama:export_hf_llama"},
+        lora_targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    ),
 }
 
 
 def register() -> None:
     """Register kolm architectures with the Auto classes (safe to call repeatedly)."""
-    for config_cls, causal_cls, seq_cls in ARCHITECTURES.values():
-        AutoConfig.register(config_cls.model_type, config_cls, exist_ok=True)
-        AutoModelForCausalLM.register(config_cls, causal_cls, exist_ok=True)
-        AutoModelForSequenceClassification.register(config_cls, seq_cls, exist_ok=True)
+    for arch in ARCHS.values():
+        AutoConfig.register(arch.model_type, arch.config_class, exist_ok=True)
+        AutoModelForCausalLM.register(arch.config_class, arch.causal_lm, exist_ok=True)
+        AutoModelForSequenceClassification.register(arch.config_class, arch.classifier, exist_ok=True)
 
 
 register()
 
 
-def gpt_config_from_run(model_cfg: Any, vocab_size: int, bos_token_id: int | None = None,
-                        eos_token_id: int | None = None, pad_token_id: int | None = None) -> KolmGPTConfig:
-    """KolmGPTConfig from the run config's `model:` section plus the tokenizer's vocabulary and special ids."""
-    config_cls = ARCHITECTURES[model_cfg.arch][0]
-    return config_cls(
-        vocab_size=vocab_size,
-        d_model=model_cfg.d_model,
-        n_layers=model_cfg.n_layers,
-        n_heads=model_cfg.n_heads,
-        n_kv_heads=model_cfg.n_kv_heads,
-        ffn_dim=model_cfg.ffn_dim,
-        max_seq_len=model_cfg.max_seq_len,
-        rope_theta=model_cfg.rope_theta,
-        norm_eps=model_cfg.norm_eps,
-        init_std=model_cfg.init_std,
-        tie_word_embeddings=model_cfg.tie_embeddings,
-        bos_token_id=bos_token_id,
-        eos_token_id=eos_token_id,
-        pad_token_id=pad_token_id,
-    )
+# ----------------------------------------------------------------------------
+# Lookups
+
+
+def get_arch(name: str) -> Arch:
+    """The architecture called `name` (a `model.arch` value)."""
+    try:
+        return ARCHS[name]
+    except KeyError:
+        raise ConfigError(f"model.arch: {name!r} is not a kolm architecture; choose one of {', '.join(ARCHS)}") from None
+
+
+def arch_of(config: PretrainedConfig) -> Arch:
+    """The architecture of a model from its HF config (by `model_type`)."""
+    for arch in ARCHS.values():
+        if arch.model_type == config.model_type:
+            return arch
+    known = ", ".join(a.model_type for a in ARCHS.values())
+    raise KolmError(f"{config.model_type!r} is not a kolm model type (kolm's: {known})")
+
+
+def flops_per_token(config: PretrainedConfig, seq_len: int) -> float:
+    """Training FLOPs per token of a model with HF config `config` on sequences of `seq_len` tokens."""
+    return arch_of(config).flops_per_token(config, seq_len)
+
+
+def lora_targets(config: PretrainedConfig) -> list[str]:
+    """Names of the modules LoRA adapts in a model with HF config `config`."""
+    return list(arch_of(config).lora_targets)
+
+
+# ----------------------------------------------------------------------------
+# Building
+
+
+def hf_config(model_cfg: Any, vocab_size: int, bos_id: int | None = None, eos_id: int | None = None,
+              pad_id: int | None = None) -> PretrainedConfig:
+    """The HF config of the run's `model:` section (ModelConfig) with the tokenizer's vocabulary and special ids."""
+    return get_arch(model_cfg.arch).hf_config(model_cfg, vocab_size, bos_id, eos_id, pad_id)
 
 
 def build_causal_lm(model_cfg: Any, vocab_size: int, bos_id: int | None = None, eos_id: int | None = None,
-                    pad_id: int | None = None, device: str | torch.device = "cpu") -> KolmGPTForCausalLM:
+                    pad_id: int | None = None, device: str | torch.device = "cpu") -> PreTrainedModel:
     """A freshly initialised causal LM for the `model:` section (built on meta, materialised on `device`)."""
-    config = gpt_config_from_run(model_cfg, vocab_size, bos_id, eos_id, pad_id)
-    return build_on_meta(config, device, ARCHITECTURES[model_cfg.arch][1])
+    arch = get_arch(model_cfg.arch)
+    return build_on_meta(arch.hf_config(model_cfg, vocab_size, bos_id, eos_id, pad_id), arch.causal_lm, device)
 
 
-def load_causal_lm(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> Any:
-    """`AutoModelForCausalLM.from_pretrained(path)` in eval mode on `device`, with a clear error for a bad dir."""
-    path = Path(path)
-    if not (path / "config.json").exists():
-        raise CheckpointError(f"no model at {path} (config.json missing); pass a model dir such as runs/<name>/pretrain/final")
-    kwargs = {"dtype": dtype} if dtype is not None else {}
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    return model.to(device).eval()
+def build_on_meta(config: PretrainedConfig, cls: type[PreTrainedModel], device: str | torch.device = "cpu") -> PreTrainedModel:
+    """Construct without allocating or initialising twice: shapes on the meta device, then memory on `device`, then init."""
+    with torch.device("meta"):
+        model = cls(config)
+    model.to_empty(device=device)
+    for m in model.modules():  # init_weights skips modules already marked initialised
+        m.__dict__.pop("_is_hf_initialized", None)
+    model.init_weights()
+    return model

@@ -153,7 +153,7 @@ def _chart(results: dict[str, dict[str, Any]], path: Path) -> None:
 def compare_dirs(dirs: dict[str, Path], texts: list[str], out: Path, sentences: list[str], kiwi_docs: int = 300,
                  log: Any = print) -> dict[str, Any]:
     """Measure every tokenizer dir on `texts`; write compare.json, compare.md, compare.png into `out`."""
-    from kolm.run import write_json
+    from kolm.files import write_json
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

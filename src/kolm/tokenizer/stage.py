@@ -9,22 +9,31 @@ Layout of the stage folder:
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kolm.context import StageContext, StageResult
 from kolm.errors import DataError
+from kolm.progress import Progress
 
-__all__ = ["run", "run_compare", "heldout_texts"]
+__all__ = ["run", "run_compare", "train_tokenizers", "compare_tokenizers", "heldout_texts"]
+
+Record = Callable[[Path], Any]  # notes a file the stage read (StageContext.input); a no-op outside a run
 
 
-def _train_texts(ctx: Any) -> list[str]:
+def _no_record(path: Path) -> Path:
+    return Path(path)
+
+
+def _train_texts(cfg: Any, data_dir: Path, record: Record) -> list[str]:
     from kolm.data.io import read_split
 
-    data_dir = ctx.stage_dir("data")
     if not (data_dir / "train").is_dir():
         raise DataError(f"no curated data at {data_dir / 'train'}; run `kolm data` first")
-    ctx.input(data_dir / "train")
-    limit = ctx.cfg.tokenizer.max_train_docs
+    record(data_dir / "train")
+    limit = cfg.max_train_docs
     texts = []
     for text in read_split(data_dir, "train"):
         texts.append(text)
@@ -35,12 +44,11 @@ def _train_texts(ctx: Any) -> list[str]:
     return texts
 
 
-def heldout_texts(ctx: Any) -> list[str]:
+def heldout_texts(cfg: Any, data_dir: Path, record: Record = _no_record) -> list[str]:
     """Comparison texts: tokenizer.compare_file, else data/validation, at most compare_docs documents."""
-    cfg = ctx.cfg.tokenizer
     n = cfg.compare_docs
     if cfg.compare_file:
-        path = ctx.input(cfg.compare_file)
+        path = record(Path(cfg.compare_file))
         from collections import Counter
 
         from kolm.data.sources import read_file
@@ -50,10 +58,9 @@ def heldout_texts(ctx: Any) -> list[str]:
     else:
         from kolm.data.io import read_split
 
-        data_dir = ctx.stage_dir("data")
         if not (data_dir / "validation").is_dir():
             raise DataError(f"no held-out text: {data_dir / 'validation'} is missing; run `kolm data` or set tokenizer.compare_file")
-        ctx.input(data_dir / "validation")
+        record(data_dir / "validation")
         texts = []
         for t in read_split(data_dir, "validation"):
             texts.append(t)
@@ -64,79 +71,92 @@ def heldout_texts(ctx: Any) -> list[str]:
     return texts
 
 
-def _compare(ctx: Any, main_kind: str | None) -> dict[str, Any] | None:
+def compare_tokenizers(cfg: Any, *, data_dir: Path, out: Path, main_kind: str | None = None,
+                       progress: Progress | None = None, record: Record = _no_record) -> dict[str, Any]:
+    """Compare the tokenizer in `out`, its candidates and `cfg.compare_dirs` on held-out text; writes out/compare/."""
     from kolm.tokenizer.compare import compare_dirs
 
-    cfg = ctx.cfg.tokenizer
+    progress = progress or Progress(enabled=False)
     dirs: dict[str, Path] = {}
-    if main_kind and (ctx.out / "tokenizer.json").is_file():
-        dirs[main_kind] = ctx.out
-    cand = ctx.out / "candidates"
+    if main_kind and (out / "tokenizer.json").is_file():
+        dirs[main_kind] = out
+    cand = out / "candidates"
     if cand.is_dir():
         for d in sorted(cand.iterdir()):
             if (d / "tokenizer.json").is_file() and d.name not in dirs:
                 dirs[d.name] = d
     for extra in cfg.compare_dirs:
         p = Path(extra).expanduser()
-        ctx.input(p)
+        record(p)
         dirs[p.name if p.name not in dirs else str(p)] = p
     if not dirs:
         raise DataError("nothing to compare: train tokenizers first (`kolm tokenizer train`) or set tokenizer.compare_dirs")
-    texts = heldout_texts(ctx)
-    with ctx.task(f"compare {len(dirs)} tokenizers", total=None):
-        return compare_dirs(dirs, texts, ctx.out / "compare", list(cfg.sentences), cfg.kiwi_docs, log=ctx.log)
+    texts = heldout_texts(cfg, data_dir, record)
+    with progress.task(f"compare {len(dirs)} tokenizers", total=None):
+        return compare_dirs(dirs, texts, out / "compare", list(cfg.sentences), cfg.kiwi_docs, log=progress.log)
 
 
-def _summary(ctx: Any, stats: dict[str, Any], report: dict[str, Any] | None) -> None:
+def _summary(out: Path, stats: dict[str, Any], report: dict[str, Any] | None) -> None:
     lines = ["# Tokenizer (토크나이저)", "",
              f"Model tokenizer: **{stats['kind']}**, vocabulary {stats['vocab_size']:,}, trained on "
              f"{stats['train_docs']:,} documents ({stats['train_chars']:,} characters) in {stats['train_time_s']} s.", ""]
     if report is not None:
         from kolm.tokenizer.compare import compare_markdown
 
-        md = compare_markdown(report, (ctx.out / "compare" / "compare.png").is_file())
+        md = compare_markdown(report, (out / "compare" / "compare.png").is_file())
         md = md.replace("](compare.png)", "](compare/compare.png)").replace("# Tokenizer comparison", "## Tokenizer comparison")
         lines.append(md)
-    (ctx.out / "summary.md").write_text("\n".join(lines), encoding="utf-8")
+    (out / "summary.md").write_text("\n".join(lines), encoding="utf-8")
 
 
-def run(ctx: Any) -> Any:
-    """Stage `tokenizer` (action train): train cfg.tokenizer.kind, the candidates in cfg.tokenizer.compare, compare."""
-    from kolm.run import StageResult
+def train_tokenizers(cfg: Any, *, data_dir: Path, out: Path, progress: Progress | None = None,
+                     record: Record = _no_record) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Train `cfg.kind` into `out` and each of `cfg.compare` into out/candidates/, then compare them.
+
+    Returns (stats of every trained kind, comparison report or None).
+    """
     from kolm.tokenizer.train import save_tokenizer, train_tokenizer
 
-    cfg = ctx.cfg.tokenizer
-    texts = _train_texts(ctx)
+    progress = progress or Progress(enabled=False)
+    texts = _train_texts(cfg, Path(data_dir), record)
     kinds = [cfg.kind] + [k for k in dict.fromkeys(cfg.compare) if k != cfg.kind]
     stats = {}
-    import shutil
-
-    shutil.rmtree(ctx.out / "candidates", ignore_errors=True)  # candidates of an earlier config must not be compared
-    with ctx.task(f"train {len(kinds)} tokenizer(s)", total=len(kinds)) as bar:
+    shutil.rmtree(out / "candidates", ignore_errors=True)  # candidates of an earlier config must not be compared
+    with progress.task(f"train {len(kinds)} tokenizer(s)", total=len(kinds)) as bar:
         for kind in kinds:
             tok, st = train_tokenizer(kind, texts, cfg)
-            save_tokenizer(tok, ctx.out if kind == cfg.kind else ctx.out / "candidates" / kind, st)
-            ctx.log(f"{kind}: vocabulary {st['vocab_size']:,}, trained in {st['train_time_s']} s")
+            save_tokenizer(tok, out if kind == cfg.kind else out / "candidates" / kind, st)
+            progress.log(f"{kind}: vocabulary {st['vocab_size']:,}, trained in {st['train_time_s']} s")
             stats[kind] = st
             bar.advance(1)
-    report = _compare(ctx, cfg.kind) if (cfg.compare or cfg.compare_dirs) else None
-    _summary(ctx, stats[cfg.kind], report)
-    outputs = {"tokenizer": "tokenizer", "stats": "tokenizer/stats.json", "summary": "tokenizer/summary.md"}
+    report = None
+    if cfg.compare or cfg.compare_dirs:
+        report = compare_tokenizers(cfg, data_dir=data_dir, out=out, main_kind=cfg.kind, progress=progress, record=record)
+    _summary(out, stats[cfg.kind], report)
+    return stats, report
+
+
+def run(ctx: StageContext) -> StageResult:
+    """Stage `tokenizer` (action train): train cfg.tokenizer.kind, the candidates in cfg.tokenizer.compare, compare."""
+    cfg = ctx.cfg.tokenizer
+    stats, report = train_tokenizers(cfg, data_dir=ctx.stage_dir("data"), out=ctx.out, progress=ctx.progress,
+                                     record=ctx.input)
+    outputs = {"tokenizer": ctx.stage.dir, "stats": ctx.output(ctx.out / "stats.json"),
+               "summary": ctx.output(ctx.out / "summary.md")}
     metrics: dict[str, Any] = {"vocab_size": stats[cfg.kind]["vocab_size"], "train_time_s": stats[cfg.kind]["train_time_s"]}
     if report is not None:
-        outputs["compare"] = "tokenizer/compare/compare.md"
+        outputs["compare"] = ctx.output(ctx.out / "compare" / "compare.md")
         main = report["results"].get(cfg.kind, {})
         metrics.update({k: main.get(k) for k in ("chars_per_token", "fertility", "boundary_agreement")})
     return StageResult(outputs=outputs, metrics=metrics)
 
 
-def run_compare(ctx: Any) -> Any:
+def run_compare(ctx: StageContext) -> StageResult:
     """Stage `tokenizer` action compare: the trained tokenizer, its candidates and tokenizer.compare_dirs."""
-    from kolm.run import StageResult
-
     stats_file = ctx.out / "stats.json"
     main_kind = json.loads(stats_file.read_text(encoding="utf-8"))["kind"] if stats_file.is_file() else None
-    report = _compare(ctx, main_kind)
-    return StageResult(outputs={"compare": "tokenizer/compare/compare.md"},
+    report = compare_tokenizers(ctx.cfg.tokenizer, data_dir=ctx.stage_dir("data"), out=ctx.out, main_kind=main_kind,
+                                progress=ctx.progress, record=ctx.input)
+    return StageResult(outputs={"compare": ctx.output(ctx.out / "compare" / "compare.md")},
                        metrics={f"{name}.{k}": m[k] for name, m in report["results"].items()
                                 for k in ("chars_per_token", "fertility") if m.get(k) is not None})

@@ -21,6 +21,8 @@ Kinds:
 
 from __future__ import annotations
 
+from kolm.errors import ConfigError
+
 import json
 import time
 from pathlib import Path
@@ -150,7 +152,14 @@ def train_tokenizer(kind: str, texts: list[str], cfg: Any) -> tuple[Any, dict[st
         ts = time.perf_counter()
         train_texts = list(kiwi_presegment(texts))
         seg_s = time.perf_counter() - ts
-    tok.train_from_iterator(train_texts, trainer=trainer, length=len(texts))
+    try:
+        tok.train_from_iterator(train_texts, trainer=trainer, length=len(texts))
+    except Exception as exc:  # the Rust trainer raises a bare Exception for settings the corpus cannot meet
+        if "vocabulary is not large enough" in str(exc):
+            chars = len({c for t in texts for c in t})
+            raise ConfigError(f"tokenizer.vocab_size {cfg.vocab_size} is too small for a {kind} tokenizer of this "
+                              f"corpus ({chars:,} distinct characters); raise tokenizer.vocab_size") from None
+        raise
     if kind == "morpheme_bpe":  # drop the training-only boundary split; the merges keep morphemes apart
         digits = [pre_tokenizers.Digits(individual_digits=True)] if cfg.split_digits else []
         tok.pre_tokenizer = pre_tokenizers.Sequence(digits + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
@@ -170,7 +179,7 @@ def save_tokenizer(tok: Any, out: Path, stats: dict[str, Any]) -> Path:
     """Save as an AutoTokenizer directory (PreTrainedTokenizerFast + chat template) with stats.json."""
     from transformers import PreTrainedTokenizerFast
 
-    from kolm.run import write_json
+    from kolm.files import write_json
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

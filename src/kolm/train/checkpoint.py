@@ -55,8 +55,8 @@ def _dist() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    # DDP and torch.compile wrap the real module; state dict keys must not carry their prefixes.
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside DDP / torch.compile wrappers (state dict keys must not carry their prefixes)."""
     for attr in ("module", "_orig_mod"):
         while hasattr(model, attr) and isinstance(getattr(model, attr), nn.Module):
             model = getattr(model, attr)
@@ -68,8 +68,8 @@ def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     if _dist():
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        return get_model_state_dict(_unwrap(model), options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    return {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+        return get_model_state_dict(unwrap_model(model), options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return {k: v.detach().cpu() for k, v in unwrap_model(model).state_dict().items()}
 
 
 def load_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -77,9 +77,9 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     if _dist():
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-        set_model_state_dict(_unwrap(model), state, options=StateDictOptions(full_state_dict=True))
+        set_model_state_dict(unwrap_model(model), state, options=StateDictOptions(full_state_dict=True))
     else:
-        _unwrap(model).load_state_dict(state)
+        unwrap_model(model).load_state_dict(state)
 
 
 def _optim_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -87,7 +87,7 @@ def _optim_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
         return get_optimizer_state_dict(
-            _unwrap(model), optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+            unwrap_model(model), optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
         )
     return optimizer.state_dict()
 
@@ -96,7 +96,7 @@ def _load_optim_state(model: nn.Module, optimizer: torch.optim.Optimizer, state:
     if _dist():
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-        set_optimizer_state_dict(_unwrap(model), optimizer, state, options=StateDictOptions(full_state_dict=True))
+        set_optimizer_state_dict(unwrap_model(model), optimizer, state, options=StateDictOptions(full_state_dict=True))
     else:
         optimizer.load_state_dict(state)
 

@@ -2,7 +2,7 @@
 
 `torchrun` sets RANK / WORLD_SIZE / LOCAL_RANK (and the rendezvous address);
 without them everything here degrades to one process, so the same stage code
-runs under `kolm pretrain` and `torchrun -m kolm.train.launch`. The backend is
+runs under `kolm pretrain` and `torchrun -m kolm.cli.launch`. The backend is
 NCCL on CUDA and gloo on CPU (what the test suite uses).
 """
 

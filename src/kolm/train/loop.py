@@ -6,7 +6,8 @@ the batch dict as keyword arguments and returns an object with `.loss`
 gradient accumulation (DDP/FSDP2 gradient sync only on the last micro-batch),
 bf16 autocast or fp32, gradient clipping, a NaN/inf guard that stops before
 the optimizer step (so the last checkpoint stays good), an evaluation callback
-with best-checkpoint tracking, periodic atomic checkpoints with exact resume
+with best-checkpoint tracking, early stopping and keeping the best weights
+(both off unless asked for), periodic atomic checkpoints with exact resume
 (model, optimizer, scheduler, RNG, data position), a progress line and
 `metrics.jsonl`. Everything model- or task-specific stays with the caller.
 """
@@ -50,6 +51,8 @@ class LoopSettings:
     resume: str | None = "auto"  # "auto", "never"/None, or a checkpoint folder
     best_metric: str = "val_loss"  # key of the evaluate() dict that picks the best checkpoint
     lower_is_better: bool = True
+    patience: int = 0  # stop after this many evaluations in a row without a better best_metric (0 = never)
+    keep_best: bool = False  # at the end, put back the trainable weights of the best evaluation (in memory)
     flops_per_token: float | None = None  # for MFU
     peak_flops: float | None = None  # of one device; None = no MFU
 
@@ -62,6 +65,8 @@ class TrainState:
     tokens: int = 0  # across all ranks
     best_metric: float | None = None
     best_step: int | None = None
+    best_eval: dict[str, float] = field(default_factory=dict)  # the evaluate() dict of the best evaluation
+    evals_since_best: int = 0  # evaluations since best_metric last improved (early stopping)
     loss: float = float("nan")
     elapsed_s: float = 0.0
     last_eval: dict[str, float] = field(default_factory=dict)
@@ -142,6 +147,13 @@ def train(
     `hooks(model, state)` run after every step (e.g. sample generations).
     `sinks(record)` receive every metrics record (TensorBoard, W&B).
     `progress` is anything with `.update(completed=, total=, info=)` (e.g. `ctx.task(...)`).
+
+    Early stopping (`settings.patience`) ends training after that many
+    evaluations in a row that did not improve `best_metric` (a missing value
+    does not count; a NaN counts as no improvement). `settings.keep_best`
+    snapshots the trainable parameters at every new best and restores them
+    when training ends, so the model leaves the loop with its best weights;
+    the snapshot lives in memory and does not survive a resume.
     Returns the final TrainState. Raises TrainingDiverged on a NaN/inf loss.
     """
     log = log or (lambda _msg: None)
@@ -181,26 +193,31 @@ def train(
         if not is_main:
             return
         if metrics_path is not None:
-            from kolm.run import append_jsonl
+            from kolm.files import append_jsonl
 
             append_jsonl(Path(metrics_path), record)
         for sink in sinks or []:
             sink(record)
 
-    def run_eval() -> dict[str, float]:
+    def run_eval() -> tuple[dict[str, float], bool]:
+        """Evaluate; track the best value of `best_metric`. Returns (metrics, whether it improved)."""
         model.eval()
         with torch.no_grad(), autocast_context(settings.precision, device):
             metrics = evaluate(model, state.step) if evaluate is not None else {}
         model.train()
         state.last_eval = dict(metrics)
         value = metrics.get(settings.best_metric)
-        if value is not None and math.isfinite(value):
-            better = state.best_metric is None or (
-                value < state.best_metric if settings.lower_is_better else value > state.best_metric
-            )
-            if better:
-                state.best_metric, state.best_step = float(value), state.step
-        return metrics
+        if value is None:
+            return metrics, False
+        better = math.isfinite(value) and (state.best_metric is None or (
+            value < state.best_metric if settings.lower_is_better else value > state.best_metric
+        ))
+        if better:
+            state.best_metric, state.best_step = float(value), state.step
+            state.best_eval, state.evals_since_best = dict(metrics), 0
+        else:
+            state.evals_since_best += 1
+        return metrics, better
 
     params = [p for g in optimizer.param_groups for p in g["params"]]
     fused = any(g.get("fused") for g in optimizer.param_groups)
@@ -208,6 +225,7 @@ def train(
     if state.step >= settings.max_steps:
         log(f"already at step {state.step} of {settings.max_steps}; nothing to train")
     window_tokens, window_start = 0, time.perf_counter()
+    best_weights: dict[str, torch.Tensor] = {}  # trainable parameters at the best evaluation (keep_best)
     start_elapsed, start_time = state.elapsed_s, time.perf_counter()
 
     while state.step < settings.max_steps:
@@ -277,7 +295,9 @@ def train(
         metric = None
         if (settings.eval_every and state.step % settings.eval_every == 0) or last_step:
             if evaluate is not None:
-                ev = run_eval()
+                ev, improved = run_eval()
+                if improved and settings.keep_best:
+                    best_weights = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
                 record = {**record, "step": state.step, **{k: round(v, 6) for k, v in ev.items()}}
                 metric = ev.get(settings.best_metric)
                 log(f"step {state.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in ev.items()))
@@ -287,4 +307,13 @@ def train(
             hook(model, state)
         if (settings.save_every and state.step % settings.save_every == 0) or last_step:
             save(metric)
+        if settings.patience and state.evals_since_best >= settings.patience:
+            log(f"early stop at step {state.step}: {settings.best_metric} did not improve in {settings.patience} "
+                f"evaluations (best {state.best_metric} at step {state.best_step})")
+            break
+    if best_weights and state.best_step != state.step:
+        params_by_name = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, value in best_weights.items():
+                params_by_name[name].copy_(value)
     return state

@@ -1,9 +1,12 @@
-"""Training measurements: bits per character, FLOPs per token, MFU, peak memory.
+"""Training measurements: bits per character, MFU, peak memory.
 
 Bits per character divides the summed loss (nats) by ln 2 and by the number of
 characters the scored tokens cover, so two tokenizers of different granularity
 score on the same scale (a tokenizer with longer tokens has a higher loss per
 token, but fewer tokens per character).
+
+FLOPs per token depend on the architecture and come from the model layer
+(`kolm.models.registry.flops_per_token`); `mfu` takes the number.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import math
 import resource
 import sys
 
-__all__ = ["bits_per_char", "flops_per_token", "peak_flops", "mfu", "peak_memory_mb", "count_params"]
+__all__ = ["bits_per_char", "peak_flops", "mfu", "peak_memory_mb", "count_params"]
 
 # Dense bf16 peak (FLOP/s, no sparsity) of common accelerators, matched against the device name.
 _PEAK_BF16 = {
@@ -48,15 +51,6 @@ def count_params(model, exclude_embeddings: bool = True) -> int:
         seen.add(id(p))
         total += p.numel()
     return total
-
-
-def flops_per_token(n_params: int, n_layers: int, d_model: int, seq_len: int) -> float:
-    """Training FLOPs per token: 6N for the matmuls with weights, plus 6·L·T·d for attention scores.
-
-    (Forward QKᵀ and AV cost 2·2·T·d per layer per token with causal masking
-    ignored; backward doubles that: 12·L·T·d, halved for the causal mask.)
-    """
-    return 6.0 * n_params + 6.0 * n_layers * seq_len * d_model
 
 
 def peak_flops(device: str) -> float | None:

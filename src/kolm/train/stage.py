@@ -23,16 +23,19 @@ import torch
 from torch import nn
 
 from kolm.errors import ConfigError, DataError, KolmError
-from kolm.run import StageContext, StageResult, append_jsonl, hash_path, resolve_device, write_json
+from kolm.context import StageContext, StageResult
+from kolm.files import append_jsonl, hash_path, write_json
+from kolm.models.registry import flops_per_token
+from kolm.progress import Progress
 from kolm.train import distributed as dist
-from kolm.train.checkpoint import Checkpointer, model_state
+from kolm.train.checkpoint import Checkpointer, model_state, unwrap_model
 from kolm.train.loop import LoopSettings, TrainState, resolve_precision, train
-from kolm.train.metrics import bits_per_char, count_params, flops_per_token, peak_flops
+from kolm.train.metrics import bits_per_char, count_params, peak_flops
 from kolm.train.optim import build_adamw
 from kolm.train.pack import PackedTokens, WindowSampler, pack_splits
 from kolm.train.schedule import build_scheduler
 
-__all__ = ["run", "build_model", "grad_accum_steps", "make_evaluator", "generate_samples", "enable_activation_checkpointing"]
+__all__ = ["run", "pretrain", "build_model", "grad_accum_steps", "make_evaluator", "generate_samples", "enable_activation_checkpointing"]
 
 
 # ----------------------------------------------------------------------------
@@ -85,33 +88,19 @@ def make_evaluator(val: PackedTokens, batch_size: int, max_batches: int, device:
     return evaluate
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    for attr in ("module", "_orig_mod"):
-        while hasattr(model, attr) and isinstance(getattr(model, attr), nn.Module):
-            model = getattr(model, attr)
-    return model
-
-
 def generate_samples(model: nn.Module, tokenizer: Any, prompts: list[str], max_new_tokens: int, device: str,
                      seed: int = 0) -> list[dict[str, str]]:
-    """Continuations of fixed prompts (top-k sampling, fixed seed); the training RNG is left untouched."""
-    model = _unwrap(model)
-    was_training = model.training
-    model.eval()
-    rows = []
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(seed)
-        for prompt in prompts:
-            ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
-            if tokenizer.bos_token_id is not None:
-                ids = torch.cat([torch.tensor([[tokenizer.bos_token_id]], device=device), ids], dim=1)
-            out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=True, top_k=50, temperature=0.8,
-                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-                                 eos_token_id=tokenizer.eos_token_id)
-            text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-            rows.append({"prompt": prompt, "completion": text})
-    model.train(was_training)
-    return rows
+    """Continuations of fixed prompts, sampled as `kolm generate` samples by default (temperature 0.8,
+    top-k 50, top-p 0.95, repetition penalty 1.1, fixed seed), through the generation engine.
+
+    The engine draws from its own seeded generator, so the training RNG is left untouched.
+    """
+    from kolm.infer.generate import SamplingParams, generate
+
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.8, top_k=50, top_p=0.95,
+                            repetition_penalty=1.1, seed=seed)
+    done = generate(unwrap_model(model), tokenizer, prompts, params)
+    return [{"prompt": p, "completion": c.text or ""} for p, c in zip(prompts, done)]
 
 
 def enable_activation_checkpointing(model: nn.Module) -> None:
@@ -144,22 +133,22 @@ def _trim_jsonl(path: Path, max_step: int) -> None:
     path.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
 
 
-def _sinks(ctx: StageContext, cfg: Any) -> list:
+def _sinks(p: Any, out: Path, run_name: str) -> list:
     sinks = []
-    if cfg.pretrain.tensorboard:
+    if p.tensorboard:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as exc:
             raise KolmError("pretrain.tensorboard=true needs tensorboard: pip install tensorboard") from exc
-        writer = SummaryWriter(str(ctx.out / "tensorboard"))
+        writer = SummaryWriter(str(out / "tensorboard"))
         sinks.append(lambda r: [writer.add_scalar(k, v, r["step"]) for k, v in r.items()
                                 if k != "step" and isinstance(v, (int, float))] and writer.flush())
-    if cfg.pretrain.wandb:
+    if p.wandb:
         try:
             import wandb
         except ImportError as exc:
             raise KolmError("pretrain.wandb=true needs wandb: pip install wandb (and `wandb login`)") from exc
-        wrun = wandb.init(project=cfg.pretrain.wandb_project, name=cfg.name, dir=str(ctx.out))
+        wrun = wandb.init(project=p.wandb_project, name=run_name, dir=str(out))
         sinks.append(lambda r: wrun.log({k: v for k, v in r.items() if k != "step"}, step=r["step"]))
     return sinks
 
@@ -169,45 +158,72 @@ def _sinks(ctx: StageContext, cfg: Any) -> list:
 
 
 def run(ctx: StageContext) -> StageResult:
-    """Pretrain per `cfg.model` and `cfg.pretrain`; see the module docstring for outputs."""
-    cfg, p = ctx.cfg, ctx.cfg.pretrain
-    if p.seq_len > cfg.model.max_seq_len:
+    """Stage `pretrain`: record the inputs, call `pretrain` on this run's data and tokenizer."""
+    tok_dir, data_dir = ctx.stage_dir("tokenizer"), ctx.stage_dir("data")
+    if (tok_dir / "tokenizer.json").is_file():
+        ctx.input(tok_dir / "tokenizer.json")
+    for split in ("train", "validation"):
+        if (data_dir / split).is_dir():
+            ctx.input(data_dir / split)  # new data re-runs the stage (and re-packs)
+    metrics = pretrain(ctx.cfg.model, ctx.cfg.pretrain, data_dir=data_dir, tokenizer_dir=tok_dir, out=ctx.out,
+                       seed=ctx.cfg.seed, device=ctx.device, progress=ctx.progress, run_name=ctx.cfg.name)
+    return StageResult(
+        outputs={"final": ctx.output(ctx.out / "final"), "metrics": ctx.output(ctx.out / "metrics.jsonl"),
+                 "samples": ctx.output(ctx.out / "samples.jsonl")},
+        metrics=metrics,
+    )
+
+
+def pretrain(
+    model_cfg: Any,
+    p: Any,
+    *,
+    data_dir: Path,
+    tokenizer_dir: Path,
+    out: Path,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: Progress | None = None,
+    run_name: str = "kolm",
+) -> dict[str, Any]:
+    """Pretrain a model per `model_cfg` (ModelConfig) and `p` (PretrainConfig); return the final metrics.
+
+    Reads the curated splits in `data_dir` and the tokenizer in `tokenizer_dir`,
+    writes packed tokens, checkpoints, `final/`, metrics and samples into `out`
+    (see the module docstring). Runs in one process, or in every process of a
+    `torchrun` launch (DDP/FSDP2 per `p.distributed`). Returns {} on ranks other than 0.
+    """
+    progress = progress or Progress(enabled=False)
+    out = Path(out)
+    if p.seq_len > model_cfg.max_seq_len:
         raise ConfigError(
-            f"pretrain.seq_len: {p.seq_len} exceeds model.max_seq_len {cfg.model.max_seq_len}; "
+            f"pretrain.seq_len: {p.seq_len} exceeds model.max_seq_len {model_cfg.max_seq_len}; "
             "lower pretrain.seq_len or raise model.max_seq_len"
         )
-    device = dist.init_distributed(resolve_device(cfg.device))
+    device = dist.init_distributed(device)
     is_main, world = dist.is_main(), dist.world_size()
 
     # -- tokenizer ----------------------------------------------------------------
-    tok_dir = ctx.stage_dir("tokenizer")
+    tok_dir = Path(tokenizer_dir)
     if not (tok_dir / "tokenizer.json").is_file():
         raise DataError(f"no tokenizer at {tok_dir}; run `kolm tokenizer` first")
-    ctx.input(tok_dir / "tokenizer.json")
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
     vocab_size = len(tokenizer)
-    declared = getattr(cfg.model, "vocab_size", 0) or 0
-    if declared and declared != vocab_size:
-        raise ConfigError(
-            f"model.vocab_size: {declared} disagrees with the tokenizer in {tok_dir} ({vocab_size} tokens); "
-            "set model.vocab_size=0 (take it from the tokenizer) or retrain the tokenizer"
-        )
     eos_id = tokenizer.eos_token_id
     if eos_id is None:
         raise DataError(f"the tokenizer in {tok_dir} has no EOS token; packing needs one as document separator")
 
     # -- packing (rank 0; the others wait and read) ---------------------------------
-    data_dir = ctx.stage_dir("data")
+    data_dir = Path(data_dir)
     from kolm.data.io import read_split
 
-    pack_dir = ctx.out / "packed"
+    pack_dir = out / "packed"
     if is_main:
         for split in ("train", "validation"):
             if not (data_dir / split).is_dir():
                 raise DataError(f"no {split} split in {data_dir}; run `kolm data` first")
-            ctx.input(data_dir / split)  # new data re-runs the stage (and re-packs)
         fp = _fingerprint(hash_path(tok_dir / "tokenizer.json"), hash_path(data_dir / "train"),
                           hash_path(data_dir / "validation"))
         if p.num_proc:
@@ -215,21 +231,20 @@ def run(ctx: StageContext) -> StageResult:
         from tokenizers import Tokenizer
 
         fast = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
-        with ctx.task("packing tokens") as task:
+        with progress.task("packing tokens") as task:
             index, packed_now = pack_splits(
                 {"train": lambda: read_split(data_dir, "train"), "validation": lambda: read_split(data_dir, "validation")},
                 fast, pack_dir, eos_id, fp, p.shard_tokens, task)
-        ctx.log(("packed " if packed_now else "packing up to date: ")
+        progress.log(("packed " if packed_now else "packing up to date: ")
                 + ", ".join(f"{k} {v['tokens']:,} tokens / {v['docs']:,} docs" for k, v in index["splits"].items()))
     dist.barrier()
     train_data = PackedTokens(pack_dir, "train", p.seq_len)
     val_data = PackedTokens(pack_dir, "validation", p.seq_len)
 
     # -- model, optimizer, schedule --------------------------------------------------
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, vocab_size, tokenizer.bos_token_id, eos_id, tokenizer.pad_token_id).to(device)
+    torch.manual_seed(seed)
+    model = build_model(model_cfg, vocab_size, tokenizer.bos_token_id, eos_id, tokenizer.pad_token_id).to(device)
     n_params = count_params(model, exclude_embeddings=False)
-    n_params_ne = count_params(model, exclude_embeddings=True)
     precision = resolve_precision(p.precision, device)
     if p.activation_checkpointing:
         enable_activation_checkpointing(model)
@@ -241,30 +256,30 @@ def run(ctx: StageContext) -> StageResult:
     accum = grad_accum_steps(p.tokens_per_step, p.batch_size, p.seq_len, world)
 
     # -- checkpoints / resume ------------------------------------------------------------
-    ckpt = Checkpointer(ctx.out / "checkpoints", keep_last=p.keep_last, is_main=is_main)
+    ckpt = Checkpointer(out / "checkpoints", keep_last=p.keep_last, is_main=is_main)
     resume_path = ckpt.resolve(p.resume)
-    metrics_path, samples_path = ctx.out / "metrics.jsonl", ctx.out / "samples.jsonl"
+    metrics_path, samples_path = out / "metrics.jsonl", out / "samples.jsonl"
     if is_main:
         start = 0
         if resume_path is not None:
             start = json.loads((resume_path / "trainer.json").read_text(encoding="utf-8")).get("step", 0)
         elif ckpt.steps():  # a fresh start must not mix with an older run's checkpoints; keep them aside
-            prev = ctx.out / "checkpoints-previous"
+            prev = out / "checkpoints-previous"
             shutil.rmtree(prev, ignore_errors=True)
             os.replace(ckpt.root, prev)
-            ctx.log(f"starting over (pretrain.resume={p.resume}); older checkpoints moved to {prev}")
+            progress.log(f"starting over (pretrain.resume={p.resume}); older checkpoints moved to {prev}")
         _trim_jsonl(metrics_path, start)
         _trim_jsonl(samples_path, start)
     dist.barrier()
 
-    sampler = WindowSampler(train_data, p.batch_size, seed=cfg.seed, rank=dist.rank(), world_size=world)
+    sampler = WindowSampler(train_data, p.batch_size, seed=seed, rank=dist.rank(), world_size=world)
     settings = LoopSettings(
         max_steps=p.max_steps, grad_accum=accum, grad_clip=p.grad_clip, precision=precision, log_every=p.log_every,
         eval_every=p.eval_every, save_every=p.save_every, resume=str(resume_path) if resume_path else "never",
-        flops_per_token=flops_per_token(n_params_ne, cfg.model.n_layers, cfg.model.d_model, p.seq_len),
+        flops_per_token=flops_per_token(unwrap_model(model).config, p.seq_len),
         peak_flops=peak_flops(device),
     )
-    ctx.log(f"model {n_params / 1e6:.2f}M parameters; {world} process(es) on {device}, {precision}; "
+    progress.log(f"model {n_params / 1e6:.2f}M parameters; {world} process(es) on {device}, {precision}; "
             f"{p.batch_size}x{p.seq_len} tokens x {accum} accumulation x {world} = "
             f"{p.batch_size * p.seq_len * accum * world:,} tokens/step; {len(train_data):,} train windows")
 
@@ -272,27 +287,27 @@ def run(ctx: StageContext) -> StageResult:
     if p.sample_every and world == 1:
         def sample_hook(m: nn.Module, state: TrainState) -> None:
             if state.step % p.sample_every == 0 and state.step < p.max_steps:
-                for row in generate_samples(m, tokenizer, p.sample_prompts, p.sample_max_new_tokens, device, cfg.seed):
+                for row in generate_samples(m, tokenizer, p.sample_prompts, p.sample_max_new_tokens, device, seed):
                     append_jsonl(samples_path, {"step": state.step, **row})
         hooks.append(sample_hook)
 
-    with ctx.task("pretraining", total=p.max_steps) as task:
+    with progress.task("pretraining", total=p.max_steps) as task:
         state = train(
             model, sampler, optimizer, scheduler, settings=settings, device=device,
             evaluate=make_evaluator(val_data, p.batch_size, p.eval_batches, device,
                                     grad_mode=world > 1 and p.distributed == "fsdp"),
             checkpointer=ckpt,
-            metrics_path=metrics_path, progress=task, log=ctx.log, hooks=hooks, sinks=_sinks(ctx, cfg) if is_main else [],
-            checkpoint_extra={"config": {"model": _section(cfg.model), "pretrain": _section(p)}},
+            metrics_path=metrics_path, progress=task, log=progress.log, hooks=hooks, sinks=_sinks(p, out, run_name) if is_main else [],
+            checkpoint_extra={"config": {"model": _section(model_cfg), "pretrain": _section(p)}},
         )
 
     # -- final model dir ---------------------------------------------------------------------
-    final = ctx.out / "final"
+    final = out / "final"
     full_state = model_state(model)  # collective under DDP/FSDP2
     metrics: dict[str, Any] = {}
     if is_main:
-        final_model = _export(cfg, tokenizer, eos_id, full_state, final, device)
-        samples = generate_samples(final_model, tokenizer, p.sample_prompts, p.sample_max_new_tokens, device, cfg.seed)
+        final_model = _export(model_cfg, tokenizer, eos_id, full_state, final, device)
+        samples = generate_samples(final_model, tokenizer, p.sample_prompts, p.sample_max_new_tokens, device, seed)
         for row in samples:
             append_jsonl(samples_path, {"step": state.step, **row})
         metrics = {
@@ -301,14 +316,10 @@ def run(ctx: StageContext) -> StageResult:
             "train_loss": state.loss, "train_time_s": round(state.elapsed_s, 1),
             "tok_per_s": round(state.tokens / max(1e-9, state.elapsed_s), 1),
         }
-        _write_summary(ctx.out / "summary.md", metrics, samples, settings, p, world, device)
-        write_json(ctx.out / "final_metrics.json", metrics)
+        _write_summary(out / "summary.md", metrics, samples, settings, p, world, device)
+        write_json(out / "final_metrics.json", metrics)
     dist.barrier()
-    return StageResult(
-        outputs={"final": f"{ctx.out.name}/final", "metrics": f"{ctx.out.name}/metrics.jsonl",
-                 "samples": f"{ctx.out.name}/samples.jsonl"},
-        metrics=metrics,
-    )
+    return metrics
 
 
 def _section(section: Any) -> dict[str, Any]:
@@ -317,9 +328,9 @@ def _section(section: Any) -> dict[str, Any]:
     return to_dict(section)
 
 
-def _export(cfg: Any, tokenizer: Any, eos_id: int, state: dict[str, torch.Tensor], final: Path, device: str) -> nn.Module:
+def _export(model_cfg: Any, tokenizer: Any, eos_id: int, state: dict[str, torch.Tensor], final: Path, device: str) -> nn.Module:
     """Write the HF model dir (atomically) and return a fresh single-process model holding the weights."""
-    model = build_model(cfg.model, len(tokenizer), tokenizer.bos_token_id, eos_id, tokenizer.pad_token_id)
+    model = build_model(model_cfg, len(tokenizer), tokenizer.bos_token_id, eos_id, tokenizer.pad_token_id)
     model.load_state_dict(state)
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

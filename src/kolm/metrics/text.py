@@ -1,4 +1,4 @@
-"""Generation metrics for Korean: BLEU and chrF (sacrebleu), ROUGE-1/2/L (rouge-score).
+"""Generation metrics for Korean text: BLEU and chrF (sacrebleu), ROUGE-1/2/L (rouge-score).
 
 Tokenization is the whole problem for Korean. Words (eojeol) glue a stem to
 particles and endings (`학교에서`, `학교가`), so whitespace tokens rarely match

@@ -1,6 +1,5 @@
-"""Classification metrics: accuracy, macro-F1, per-class scores, confusion matrix.
+"""Classification metrics: accuracy, macro-F1, per-class scores, confusion matrix (scikit-learn underneath).
 
-Pure Python (no torch, no scikit-learn) so that any stage can call it cheaply.
 The one entry point most callers need is::
 
     classification_report(y_true, y_pred, labels) -> dict
@@ -8,10 +7,10 @@ The one entry point most callers need is::
 `y_true`/`y_pred` hold either label names or integer indices into `labels`
 (the fine-tuning loop passes argmax indices). A value outside the declared
 label set raises `kolm.errors.DataError` naming the value and the set, because
-silently counting it as "wrong" would hide a label-mapping bug.
-
-Macro-F1 follows scikit-learn's `f1_score(average="macro")`: a class with no
-predicted and no gold examples scores 0 (sklearn's `zero_division=0`).
+silently counting it as "wrong" would hide a label-mapping bug. Every declared
+label gets a row, even one that never occurs: a class with no predicted and no
+gold examples scores 0 (scikit-learn's `zero_division=0`), so macro-F1 is the
+mean over the declared set, as `f1_score(average="macro", labels=...)`.
 """
 
 from __future__ import annotations
@@ -53,37 +52,45 @@ def _check(y_true: Sequence[Any], y_pred: Sequence[Any], labels: Sequence[Any]) 
 
 def accuracy(y_true: Sequence[Any], y_pred: Sequence[Any], labels: Sequence[Any] | None = None) -> float:
     """Share of exact matches (0.0 for empty input). With `labels`, values are checked against them."""
+    from sklearn.metrics import accuracy_score
+
     if labels is not None:
         t, p = _check(y_true, y_pred, labels)
     else:
         t, p = list(y_true), list(y_pred)
         if len(t) != len(p):
             raise DataError(f"gold and predicted labels differ in length ({len(t)} vs {len(p)})")
-    return sum(a == b for a, b in zip(t, p)) / len(t) if t else 0.0
+    return float(accuracy_score(t, p)) if t else 0.0
+
+
+def _indexed_confusion(t: list[int], p: list[int], n: int) -> list[list[int]]:
+    from sklearn.metrics import confusion_matrix as sk_confusion
+
+    if not t:
+        return [[0] * n for _ in range(n)]
+    return sk_confusion(t, p, labels=list(range(n))).tolist()
 
 
 def confusion_matrix(y_true: Sequence[Any], y_pred: Sequence[Any], labels: Sequence[Any]) -> list[list[int]]:
     """Counts `m[gold][predicted]` in the order of `labels` (rows gold, columns predicted, as sklearn)."""
     t, p = _check(y_true, y_pred, labels)
-    m = [[0] * len(labels) for _ in labels]
-    for a, b in zip(t, p):
-        m[a][b] += 1
-    return m
+    return _indexed_confusion(t, p, len(labels))
+
+
+def _per_class(t: list[int], p: list[int], names: list[str]) -> dict[str, dict[str, float]]:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    if not t:
+        return {name: {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0} for name in names}
+    prec, rec, f1, support = precision_recall_fscore_support(t, p, labels=list(range(len(names))), average=None, zero_division=0)
+    return {name: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]), "support": int(support[i])}
+            for i, name in enumerate(names)}
 
 
 def per_class(y_true: Sequence[Any], y_pred: Sequence[Any], labels: Sequence[Any]) -> dict[str, dict[str, float]]:
-    """Precision, recall, F1 and support of every label (0 where undefined)."""
-    m = confusion_matrix(y_true, y_pred, labels)
-    out: dict[str, dict[str, float]] = {}
-    for i, name in enumerate(labels):
-        tp = m[i][i]
-        predicted = sum(row[i] for row in m)
-        support = sum(m[i])
-        prec = tp / predicted if predicted else 0.0
-        rec = tp / support if support else 0.0
-        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-        out[str(name)] = {"precision": prec, "recall": rec, "f1": f1, "support": support}
-    return out
+    """Precision, recall, F1 and support of every declared label (0 where undefined)."""
+    t, p = _check(y_true, y_pred, labels)
+    return _per_class(t, p, [str(x) for x in labels])
 
 
 def macro_f1(y_true: Sequence[Any], y_pred: Sequence[Any], labels: Sequence[Any]) -> float:
@@ -101,14 +108,14 @@ def classification_report(y_true: Sequence[Any], y_pred: Sequence[Any], labels: 
     """
     t, p = _check(y_true, y_pred, labels)
     names = [str(x) for x in labels]
-    pc = per_class(t, p, list(range(len(names))))
+    pc = _per_class(t, p, names)
     return {
         "accuracy": accuracy(t, p),
         "macro_f1": sum(s["f1"] for s in pc.values()) / len(pc),
         "n": len(t),
         "labels": names,
-        "per_class": {names[int(i)]: s for i, s in pc.items()},
-        "confusion_matrix": confusion_matrix(t, p, list(range(len(names)))),
+        "per_class": pc,
+        "confusion_matrix": _indexed_confusion(t, p, len(names)),
     }
 
 

@@ -1,4 +1,4 @@
-"""Multi-process entry point: `torchrun --nproc_per_node N -m kolm.train.launch --config X [key=value ...]`.
+"""Multi-process entry point: `torchrun --nproc_per_node N -m kolm.cli.launch --config X [key=value ...]`.
 
 Every rank runs the same `pretrain` stage function; rank 0 owns the console,
 the manifest, metrics and checkpoints (through `kolm.run.run_stage`), the other
@@ -18,7 +18,7 @@ __all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> int:
     """Parse `--config/--run-dir/overrides`, join the process group, run the pretrain stage; return an exit code."""
-    parser = argparse.ArgumentParser(prog="python -m kolm.train.launch", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m kolm.cli.launch", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="tiny", help="preset name or YAML path")
     parser.add_argument("--run-dir", default=None, help="run directory (default runs/<name>)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     from kolm.config import load_config
     from kolm.errors import KolmError
     from kolm.progress import Progress
-    from kolm.run import StageContext, resolve_device, run_stage, seed_everything
+    from kolm.context import StageContext
+    from kolm.run import run_stage, staging_dir
+    from kolm.runtime import resolve_device, seed_everything
     from kolm.stages import get_stage
     from kolm.train import distributed as dist
 
@@ -42,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             stage = get_stage("pretrain")
             seed_everything(cfg.seed)
-            out = cfg.run_path / stage.dir
-            ctx = StageContext(cfg=cfg, stage=stage, run_dir=cfg.run_path, out=out, progress=Progress(enabled=False))
+            # rank 0 prepares the staging folder before the first barrier inside the stage
+            ctx = StageContext(cfg=cfg, stage=stage, run_dir=cfg.run_path, out=staging_dir(cfg.run_path, stage),
+                               progress=Progress(enabled=False), device=resolve_device(cfg.device))
             from kolm.train.stage import run
 
             run(ctx)

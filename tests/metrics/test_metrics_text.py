@@ -3,7 +3,8 @@
 import pytest
 
 from kolm.errors import DataError
-from kolm.evaluate.textmetrics import bleu, chrf, generation_metrics, korean_tokens, rouge
+from kolm.metrics import text as textmetrics
+from kolm.metrics.text import bleu, chrf, generation_metrics, korean_tokens, rouge
 
 SAME = "오늘 서울의 날씨는 맑고 기온은 어제보다 높습니다."
 OTHER = "고양이가 따뜻한 소파 위에서 조용히 잠들었다."
@@ -54,3 +55,15 @@ def test_generation_metrics_and_length_mismatch():
     assert m["bleu"] == pytest.approx(100.0) and m["rougeL"] == pytest.approx(1.0) and m["n"] == 1
     with pytest.raises(DataError, match="references"):
         generation_metrics([SAME, OTHER], [SAME])
+
+
+def test_bleu_falls_back_to_kiwi_without_mecab(monkeypatch):
+    monkeypatch.setattr(textmetrics, "_mecab_works", lambda: False)
+    out = textmetrics.bleu(["오늘 날씨가 맑다"], ["오늘 날씨가 맑다"], tokenize="auto")
+    assert out["tokenize"] == "kiwi" and out["bleu"] == pytest.approx(100.0)
+
+
+def test_rouge_char_tokens_by_hand():
+    # syllables: hypothesis 가 나 다 , reference 가 나 라 마 -> overlap 2; P=2/3 R=2/4 F1=4/7
+    assert rouge(["가나다"], ["가나라마"], "char")["rouge1"] == pytest.approx(4 / 7)
+    assert korean_tokens("가, 나!", "char") == ["가", "나"] and korean_tokens("학교에서 공부", "eojeol") == ["학교에서", "공부"]
