@@ -10,11 +10,11 @@ PIP     = $(PY) -m pip
 TORCH_CPU ?= torch==2.13.0
 CONFIG ?= configs/tiny.yaml
 
-.PHONY: demo test install install-dev bench clean help
+.PHONY: demo test lint install install-dev bench clean help
 
 help:
 	@echo "make demo   # install and run: kolm pipeline --config $(CONFIG)"
-	@echo "make test   # install dev extras and run pytest"
+	@echo "make test   # install dev extras, lint (ruff) and run pytest"
 	@echo "make bench  # run the benchmarks in benchmarks/ (slow, by hand)"
 
 $(PY):
@@ -42,8 +42,12 @@ demo: install
 	$(VENV)/bin/kolm pipeline --config $(CONFIG)
 	@echo "report: runs/$$(basename $(CONFIG) .yaml)/report/report.html"
 
-test: install-dev
+test: install-dev lint
 	$(VENV)/bin/pytest
+
+lint: install-dev
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 
 bench: install-dev
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -38,7 +38,9 @@ def minhash_compare(n: int = 20_000) -> None:
         m = MinHash(num_perm=128, seed=1)
         m.update_batch([x[i : i + 5].encode() for i in range(max(len(x) - 4, 1))])
     t_ds = time.perf_counter() - t
-    print(f"minhash on {n:,} reviews: numpy {n / t_np:,.0f} docs/s, datasketch {n / t_ds:,.0f} docs/s ({t_ds / t_np:.1f}x)")
+    print(
+        f"minhash on {n:,} reviews: numpy {n / t_np:,.0f} docs/s, datasketch {n / t_ds:,.0f} docs/s ({t_ds / t_np:.1f}x)"
+    )
 
 
 def main() -> None:
@@ -55,10 +57,14 @@ def main() -> None:
     from kolm.data.curate import curate
     from kolm.data.report import funnel_markdown, write_report
 
-    cfg = load_config(None, [
-        "data.sources=[{kind: file, path: '%s', max_docs: %d}]" % (CORPUS, args.max_docs),
-        f"data.num_proc={args.num_proc}", f"data.filters.min_chars={args.min_chars}",
-    ])
+    cfg = load_config(
+        None,
+        [
+            f"data.sources=[{{kind: file, path: '{CORPUS}', max_docs: {args.max_docs}}}]",
+            f"data.num_proc={args.num_proc}",
+            f"data.filters.min_chars={args.min_chars}",
+        ],
+    )
     t = time.perf_counter()
     report = curate(cfg.data, Path(args.out), seed=1234)
     wall = time.perf_counter() - t

@@ -70,8 +70,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="weights of both sides")
-    ap.add_argument("--clock", default="wall", choices=["wall", "process"],
-                    help="process = CPU time of this process: steadier on a busy machine, meaningful with --threads 1")
+    ap.add_argument(
+        "--clock",
+        default="wall",
+        choices=["wall", "process"],
+        help="process = CPU time of this process: steadier on a busy machine, meaningful with --threads 1",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -104,8 +108,15 @@ def main() -> None:
         ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
         mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(p) for p in prompts])[:, None]).long()
         with torch.inference_mode():
-            return hf.generate(ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                               pad_token_id=0, eos_token_id=None)
+            return hf.generate(
+                ids,
+                attention_mask=mask,
+                max_new_tokens=n,
+                min_new_tokens=n,
+                do_sample=False,
+                pad_token_id=0,
+                eos_token_id=None,
+            )
 
     one = [prompt[0].tolist()]
     # Same tokens from both sides (greedy), checked once before timing.
@@ -116,18 +127,20 @@ def main() -> None:
     for _ in range(args.rounds):
         for name, run in (("ours", ours_run), ("hf", hf_run)):
             run(2, one)  # warm-up
-            ttft = timed(lambda: run(1, one))
-            total = timed(lambda: run(N, one))
+            ttft = timed(lambda run=run: run(1, one))
+            total = timed(lambda run=run: run(N, one))
             res[name]["ttft"].append(ttft * 1000)
             res[name]["decode"].append((N - 1) / max(total - ttft, 1e-9))
-            res[name]["batch"].append(len(batch_prompts) * N / timed(lambda: run(N, batch_prompts)))
+            res[name]["batch"].append(len(batch_prompts) * N / timed(lambda run=run: run(N, batch_prompts)))
     # Best of the rounds: on a shared machine the fastest round is the least disturbed one.
     med = {k: {m: (min(v) if m == "ttft" else max(v)) for m, v in d.items()} for k, d in res.items()}
     params = sum(p.numel() for p in ours.parameters())
-    print(f"shape: d={c.d_model} L={c.n_layers} H={c.n_heads} KV={c.n_kv_heads} ffn={c.ffn_dim} vocab={V} "
-          f"({params / 1e6:.2f}M params); prompt {P} tokens, {N} new tokens, batch {args.batch}; "
-          f"{torch.get_num_threads()} threads; {args.dtype}; {args.clock} clock; torch {torch.__version__}; "
-          f"greedy tokens identical: {agree}")
+    print(
+        f"shape: d={c.d_model} L={c.n_layers} H={c.n_heads} KV={c.n_kv_heads} ffn={c.ffn_dim} vocab={V} "
+        f"({params / 1e6:.2f}M params); prompt {P} tokens, {N} new tokens, batch {args.batch}; "
+        f"{torch.get_num_threads()} threads; {args.dtype}; {args.clock} clock; torch {torch.__version__}; "
+        f"greedy tokens identical: {agree}"
+    )
     print("| metric | kolm engine | HF generate (hf-llama) | ratio |")
     print("| --- | --- | --- | --- |")
     o, h = med["ours"], med["hf"]

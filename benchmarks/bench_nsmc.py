@@ -186,20 +186,31 @@ def run_lm(args: argparse.Namespace) -> dict:
             overrides.append(f"pretrain.max_steps={steps}")
             cfg = load_config(str(CONFIG), overrides)
             info["pretrain_probe_s_per_step"] = round(sps, 3)
-            print(f"[kolm] probe: {sps:.2f} s/step -> pretrain.max_steps={steps} for {args.pretrain_minutes} min "
-                  f"(reproduce with --pretrain-steps {steps})", flush=True)
+            print(
+                f"[kolm] probe: {sps:.2f} s/step -> pretrain.max_steps={steps} for {args.pretrain_minutes} min "
+                f"(reproduce with --pretrain-steps {steps})",
+                flush=True,
+            )
         t0 = time.perf_counter()
         c0 = time.process_time()
         res = run_stage(cfg, stage, force=args.force, progress=progress)
-        status = "skipped (up to date)" if res is None else f"done: {json.dumps(res.metrics, ensure_ascii=False, default=str)[:400]}"
+        status = (
+            "skipped (up to date)"
+            if res is None
+            else f"done: {json.dumps(res.metrics, ensure_ascii=False, default=str)[:400]}"
+        )
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         info.setdefault("process", {})[stage] = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1)}
         print(f"[kolm] {stage}: {status}  wall {wall:.1f}s  process cpu {cpu:.1f}s", flush=True)
     if args.compare:
         # Same base model, every method on the same reduced budget (steps, batch, evaluation subset).
         # finetune.lr=null: each method at its own default rate (methods.py); one rate for all would starve some.
-        cov = overrides + ["finetune.lr=null", f"finetune.max_steps={args.compare_steps}", f"finetune.eval_every={args.compare_steps}",
-                           f"finetune.classify.max_eval={args.compare_max_eval}"]
+        cov = overrides + [
+            "finetune.lr=null",
+            f"finetune.max_steps={args.compare_steps}",
+            f"finetune.eval_every={args.compare_steps}",
+            f"finetune.classify.max_eval={args.compare_max_eval}",
+        ]
         ccfg = load_config(str(CONFIG), cov)
         t0 = time.perf_counter()
         run_stage(ccfg, "finetune", action="compare", force=args.force, progress=progress)
@@ -230,12 +241,20 @@ def collect(run_dir: Path, compare: bool) -> dict:
     out: dict = {"run_dir": str(run_dir), "stages": {}}
     for stage in ("data", "tokenizer", "pretrain", "finetune"):
         m = read_manifest(run_dir, stage)
-        out["stages"][stage] = {"wall_time_s": m.get("wall_time_s"), "status": m.get("status"), "metrics": m.get("metrics", {})}
+        out["stages"][stage] = {
+            "wall_time_s": m.get("wall_time_s"),
+            "status": m.get("status"),
+            "metrics": m.get("metrics", {}),
+        }
     ft = out["stages"]["finetune"]["metrics"]
     ev = find_eval(run_dir)
     src = ev or ft
-    out["accuracy"] = pick(src, "test_accuracy", "accuracy") or pick(ft, "classify/test_accuracy", "classify_test_accuracy")
-    out["macro_f1"] = pick(src, "test_macro_f1", "macro_f1") or pick(ft, "classify/test_macro_f1", "classify_test_macro_f1")
+    out["accuracy"] = pick(src, "test_accuracy", "accuracy") or pick(
+        ft, "classify/test_accuracy", "classify_test_accuracy"
+    )
+    out["macro_f1"] = pick(src, "test_macro_f1", "macro_f1") or pick(
+        ft, "classify/test_macro_f1", "classify_test_macro_f1"
+    )
     out["eval"] = ev
     if compare:
         m = read_manifest(run_dir, "finetune", "manifest-compare.json")
@@ -255,17 +274,23 @@ def print_table(base: dict | None, lm: dict | None) -> None:
     print("\n| system | test accuracy | macro-F1 | CPU time |")
     print("| --- | --- | --- | --- |")
     if base:
-        print(f"| TF-IDF char 1-4-gram + LR | {fmt(base['accuracy'])} | {fmt(base['macro_f1'])} | {base['wall_s']:.0f} s |")
+        print(
+            f"| TF-IDF char 1-4-gram + LR | {fmt(base['accuracy'])} | {fmt(base['macro_f1'])} | {base['wall_s']:.0f} s |"
+        )
     if lm:
         total = sum((s.get("wall_time_s") or 0.0) for s in lm["stages"].values())
-        print(f"| kolm pretrain + fine-tune | {fmt(lm.get('accuracy'))} | {fmt(lm.get('macro_f1'))} | {total / 60:.1f} min |")
+        print(
+            f"| kolm pretrain + fine-tune | {fmt(lm.get('accuracy'))} | {fmt(lm.get('macro_f1'))} | {total / 60:.1f} min |"
+        )
         print("\n| kolm stage | wall time (manifest) |")
         print("| --- | --- |")
         for name, s in lm["stages"].items():
             w = s.get("wall_time_s")
             print(f"| {name} | {'n/a' if w is None else f'{w / 60:.1f} min'} |")
         if "compare" in lm:
-            print(f"\nfinetune compare: wall {fmt(lm['compare'].get('wall_time_s'), pct=False)} s; tables: {lm.get('compare_md')}")
+            print(
+                f"\nfinetune compare: wall {fmt(lm['compare'].get('wall_time_s'), pct=False)} s; tables: {lm.get('compare_md')}"
+            )
             for p in lm.get("compare_md", []):
                 print(Path(p).read_text(encoding="utf-8"))
 
@@ -274,18 +299,29 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--skip-lm", action="store_true", help="run only the TF-IDF baseline")
     ap.add_argument("--skip-baseline", action="store_true", help="run only the kolm pipeline")
-    ap.add_argument("--pretrain-minutes", type=float, default=0.0,
-                    help="pretraining budget in minutes, turned into pretrain.max_steps by timing a few steps")
+    ap.add_argument(
+        "--pretrain-minutes",
+        type=float,
+        default=0.0,
+        help="pretraining budget in minutes, turned into pretrain.max_steps by timing a few steps",
+    )
     ap.add_argument("--pretrain-steps", type=int, default=0, help="pretraining steps (pretrain.max_steps)")
     ap.add_argument("--finetune-steps", type=int, default=0, help="fine-tuning optimizer steps (finetune.max_steps)")
     ap.add_argument("--finetune-method", default="", help="fine-tuning method of the main figure (default: config)")
     ap.add_argument("--methods", default="", help="comma list for `finetune compare` (default: config)")
-    ap.add_argument("--stages", default="data,tokenizer,pretrain,finetune",
-                    help="stages to run, comma separated (e.g. pretrain,finetune to continue a run; others are read as they are)")
+    ap.add_argument(
+        "--stages",
+        default="data,tokenizer,pretrain,finetune",
+        help="stages to run, comma separated (e.g. pretrain,finetune to continue a run; others are read as they are)",
+    )
     ap.add_argument("--compare", action="store_true", help="also run `finetune compare` after the main run")
     ap.add_argument("--compare-steps", type=int, default=300, help="steps per method in `finetune compare`")
-    ap.add_argument("--compare-max-eval", type=int, default=5000,
-                    help="validation/test reviews scored per method in `finetune compare` (0 = all)")
+    ap.add_argument(
+        "--compare-max-eval",
+        type=int,
+        default=5000,
+        help="validation/test reviews scored per method in `finetune compare` (0 = all)",
+    )
     ap.add_argument("--max-docs", type=int, default=0, help="curate at most this many corpus documents (smoke runs)")
     ap.add_argument("--max-eval", type=int, default=0, help="score at most this many test reviews (0 = all 50,000)")
     ap.add_argument("--run-dir", default="", help="run directory (default: runs/nsmc)")
@@ -305,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     lm = None if args.skip_lm else run_lm(args)
     print_table(base, lm)
     if args.json:
-        Path(args.json).write_text(json.dumps({"baseline": base, "kolm": lm}, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+        Path(args.json).write_text(
+            json.dumps({"baseline": base, "kolm": lm}, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
+        )
     return 0
 
 

@@ -15,8 +15,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNOPSES = ROOT / "../shared/data/corpus/movie_synopses.jsonl"
-KEYS = ("chars_per_token", "fertility", "split_eojeol_share", "boundary_agreement", "unk_or_byte_rate",
-        "vocab_used", "round_trip", "mb_per_s_single", "mb_per_s_batch", "train_time_s")
+KEYS = (
+    "chars_per_token",
+    "fertility",
+    "split_eojeol_share",
+    "boundary_agreement",
+    "unk_or_byte_rate",
+    "vocab_used",
+    "round_trip",
+    "mb_per_s_single",
+    "mb_per_s_batch",
+    "train_time_s",
+)
 
 
 def main() -> None:
@@ -48,7 +58,9 @@ def main() -> None:
         tok, stats = train_tokenizer(kind, texts, cfg)
         save_tokenizer(tok, out / kind, stats)
         dirs[kind] = out / kind
-        print(f"{kind}: trained in {time.perf_counter() - t0:.1f} s (Kiwi pre-segmentation {stats['kiwi_presegment_s']} s)")
+        print(
+            f"{kind}: trained in {time.perf_counter() - t0:.1f} s (Kiwi pre-segmentation {stats['kiwi_presegment_s']} s)"
+        )
     heldout = []
     for t in read_split(args.data, "validation"):
         heldout.append(t)
@@ -56,8 +68,14 @@ def main() -> None:
             break
     synopses = [json.loads(line)["text"] for line in SYNOPSES.read_text(encoding="utf-8").splitlines() if line.strip()]
     for name, sample in (("reviews", heldout), ("synopses", synopses)):
-        rep = compare_dirs(dirs, sample, out / f"compare_{name}", ["한국어 자연어 처리는 매우 흥미로운 분야입니다."],
-                           kiwi_docs=min(args.kiwi_docs, len(sample)), log=lambda m: None)
+        rep = compare_dirs(
+            dirs,
+            sample,
+            out / f"compare_{name}",
+            ["한국어 자연어 처리는 매우 흥미로운 분야입니다."],
+            kiwi_docs=min(args.kiwi_docs, len(sample)),
+            log=lambda m: None,
+        )
         print(f"\n{name}: {rep['docs']:,} docs, {rep['chars']:,} chars")
         print("| tokenizer | " + " | ".join(KEYS) + " |")
         print("| --- | " + " | ".join("---:" for _ in KEYS) + " |")

@@ -30,11 +30,22 @@ def build_pair(preset: str, vocab: int):
     m, g = cfg.model, cfg.model.gpt
     torch.manual_seed(0)
     ours = build_model(m, vocab, 1, 2, 0)
-    hf = LlamaForCausalLM(LlamaConfig(
-        vocab_size=vocab, hidden_size=m.d_model, intermediate_size=g.ffn_dim, num_hidden_layers=m.n_layers,
-        num_attention_heads=g.n_heads, num_key_value_heads=g.n_kv_heads, max_position_embeddings=m.max_seq_len,
-        rope_theta=g.rope_theta, rms_norm_eps=m.norm_eps, tie_word_embeddings=m.tie_embeddings,
-        attention_bias=False, mlp_bias=False))
+    hf = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=m.d_model,
+            intermediate_size=g.ffn_dim,
+            num_hidden_layers=m.n_layers,
+            num_attention_heads=g.n_heads,
+            num_key_value_heads=g.n_kv_heads,
+            max_position_embeddings=m.max_seq_len,
+            rope_theta=g.rope_theta,
+            rms_norm_eps=m.norm_eps,
+            tie_word_embeddings=m.tie_embeddings,
+            attention_bias=False,
+            mlp_bias=False,
+        )
+    )
     return cfg, ours, hf
 
 
@@ -80,10 +91,12 @@ def main() -> None:
     batches = [torch.randint(0, args.vocab, (bs, T), generator=g) for _ in range(args.steps)]
     n_ours = sum(p.numel() for p in ours.parameters())
     n_hf = sum(p.numel() for p in hf.parameters())
-    print(f"shape {args.preset}: d={cfg.model.d_model} L={cfg.model.n_layers} H={cfg.model.gpt.n_heads} "
-          f"KV={cfg.model.gpt.n_kv_heads} ffn={cfg.model.gpt.ffn_dim} vocab={args.vocab}; batch {bs}x{T}; "
-          f"params ours {n_ours / 1e6:.2f}M, HF {n_hf / 1e6:.2f}M; {torch.get_num_threads()} threads; "
-          f"{args.precision}; torch {torch.__version__}")
+    print(
+        f"shape {args.preset}: d={cfg.model.d_model} L={cfg.model.n_layers} H={cfg.model.gpt.n_heads} "
+        f"KV={cfg.model.gpt.n_kv_heads} ffn={cfg.model.gpt.ffn_dim} vocab={args.vocab}; batch {bs}x{T}; "
+        f"params ours {n_ours / 1e6:.2f}M, HF {n_hf / 1e6:.2f}M; {torch.get_num_threads()} threads; "
+        f"{args.precision}; torch {torch.__version__}"
+    )
 
     if args.profile:
         from torch.profiler import ProfilerActivity, profile

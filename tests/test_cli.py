@@ -54,7 +54,15 @@ def test_doctor_table_and_json(capsys):
     else:
         expected_build = "CPU"
     assert data["torch"]["build"] == expected_build and data["torch"]["version"] == torch.__version__
-    assert set(data["optional"]) >= {"bitsandbytes", "flash_attn", "mamba_ssm", "gradio", "onnxruntime", "kiwipiepy", "ray"}
+    assert set(data["optional"]) >= {
+        "bitsandbytes",
+        "flash_attn",
+        "mamba_ssm",
+        "gradio",
+        "onnxruntime",
+        "kiwipiepy",
+        "ray",
+    }
 
 
 def test_doctor_fails_when_required_package_missing(monkeypatch, capsys):

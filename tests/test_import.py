@@ -24,13 +24,15 @@ def test_config_and_stage_table_load_nothing_heavy():
 
 def test_cli_startup_loads_no_torch():
     loaded = _loaded_after("import kolm.cli.main as m; m.build_app()")
-    assert not {m for m in loaded if m.split('.')[0] in {"torch", "transformers", "datasets", "peft"}}
+    assert not {m for m in loaded if m.split(".")[0] in {"torch", "transformers", "datasets", "peft"}}
 
 
 def test_import_kolm_models_registers_with_auto_classes():
-    code = ("import kolm.models; from transformers import AutoConfig, AutoModelForCausalLM; "
-            "from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES as N; "
-            "c = AutoConfig.for_model('kolm_gpt'); print(type(c).__name__, type(AutoModelForCausalLM.from_config(c)).__name__)")
+    code = (
+        "import kolm.models; from transformers import AutoConfig, AutoModelForCausalLM; "
+        "from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES as N; "
+        "c = AutoConfig.for_model('kolm_gpt'); print(type(c).__name__, type(AutoModelForCausalLM.from_config(c)).__name__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["KolmGPTConfig", "KolmGPTForCausalLM"]

@@ -10,8 +10,14 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "kolm"
 LOWER = ("finetune", "evaluate", "train", "data", "infer", "models", "tokenizer", "metrics")
-STAGE_MODULES = {"kolm.data.curate", "kolm.tokenizer.stage", "kolm.train.stage", "kolm.finetune.stage",
-                 "kolm.finetune.compare", "kolm.evaluate.stage"}
+STAGE_MODULES = {
+    "kolm.data.curate",
+    "kolm.tokenizer.stage",
+    "kolm.train.stage",
+    "kolm.finetune.stage",
+    "kolm.finetune.compare",
+    "kolm.evaluate.stage",
+}
 
 
 def _imports(path: Path) -> set[str]:
@@ -32,7 +38,9 @@ def _modules(package: str) -> list[Path]:
 def test_lower_packages_never_import_the_run_machinery_or_the_cli():
     for package in LOWER:
         for path in _modules(package):
-            bad = {n for n in _imports(path) if n == "kolm.run" or n.startswith(("kolm.run.", "kolm.cli", "kolm.pipeline"))}
+            bad = {
+                n for n in _imports(path) if n == "kolm.run" or n.startswith(("kolm.run.", "kolm.cli", "kolm.pipeline"))
+            }
             assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
 
 
@@ -40,7 +48,12 @@ def test_no_module_imports_another_stages_stage_module():
     for package in LOWER:
         for path in _modules(package):
             own = f"kolm.{package}."
-            bad = {n for n in _imports(path) for s in STAGE_MODULES if (n == s or n.startswith(s + ".")) and not s.startswith(own)}
+            bad = {
+                n
+                for n in _imports(path)
+                for s in STAGE_MODULES
+                if (n == s or n.startswith(s + ".")) and not s.startswith(own)
+            }
             assert not bad, f"{path.relative_to(SRC)} imports another stage's module {sorted(bad)}"
 
 

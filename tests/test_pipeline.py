@@ -50,13 +50,17 @@ def test_runs_in_table_order_skips_when_fresh_and_writes_report(tmp_path, table)
 
 
 def test_stops_on_first_failure_and_keeps_finished_stages(tmp_path, table):
-    cfg = load_config("tiny", ["pipeline.stages=[data, pretrain]", "seed=99", "pipeline.report=false"], run_dir=tmp_path / "r")
+    cfg = load_config(
+        "tiny", ["pipeline.stages=[data, pretrain]", "seed=99", "pipeline.report=false"], run_dir=tmp_path / "r"
+    )
     with pytest.raises(PipelineError, match="stage 'pretrain' failed with ValueError: boom"):
         run_pipeline(cfg)
     assert read_manifest(tmp_path / "r" / "one")["status"] == "done"
     assert read_manifest(tmp_path / "r" / "two") is None  # nothing was put in place
     assert read_manifest(tmp_path / "r" / "two.staging")["status"] == "failed"
-    fixed = load_config("tiny", ["pipeline.stages=[data, pretrain]", "seed=99", "pipeline.report=false"], run_dir=tmp_path / "r")
+    fixed = load_config(
+        "tiny", ["pipeline.stages=[data, pretrain]", "seed=99", "pipeline.report=false"], run_dir=tmp_path / "r"
+    )
     ORDER.clear()
     with pytest.raises(PipelineError):
         run_pipeline(fixed)

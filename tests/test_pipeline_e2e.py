@@ -89,9 +89,10 @@ def test_pipeline_tiny_end_to_end_then_merge(tmp_path, capsys):
     adapter = run / "finetune" / "sft" / "adapter"
     merged_dir = tmp_path / "merged"
     assert str(merged_dir) in _cli(["merge", str(adapter), "--out", str(merged_dir)], capsys)
-    import kolm.models.registry  # noqa: F401  (registers kolm_gpt with the Auto classes)
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import kolm.models.registry  # noqa: F401  (registers kolm_gpt with the Auto classes)
 
     merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
     tok = AutoTokenizer.from_pretrained(merged_dir)

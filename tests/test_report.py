@@ -16,24 +16,35 @@ def _synthetic_run(root):
     (run / "data").mkdir()
     (run / "config.yaml").write_text("name: demo\nseed: 1\n", encoding="utf-8")
     manifest = {
-        "stage": "pretrain", "action": None, "status": "done", "wall_time_s": 12.5,
-        "started": "2026-01-01T00:00:00+00:00", "metrics": {"val_bpc": 1.23, "val_loss": 3.2},
-        "versions": {"python": "3.11", "torch": "2.13"}, "host": {"cpus": 2},
+        "stage": "pretrain",
+        "action": None,
+        "status": "done",
+        "wall_time_s": 12.5,
+        "started": "2026-01-01T00:00:00+00:00",
+        "metrics": {"val_bpc": 1.23, "val_loss": 3.2},
+        "versions": {"python": "3.11", "torch": "2.13"},
+        "host": {"cpus": 2},
     }
     (run / "pretrain" / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     lines = [json.dumps({"step": s, "loss": 5 - s * 0.1, "lr": 0.001}) for s in range(1, 11)]
     lines.insert(3, "{broken line")
     lines += [json.dumps({"step": 10, "val_loss": 4.1, "val_bpc": 1.5}), json.dumps({"step": 20, "val_loss": 3.9})]
     (run / "pretrain" / "metrics.jsonl").write_text("\n".join(lines), encoding="utf-8")
-    (run / "data" / "manifest.json").write_text(json.dumps({**manifest, "stage": "data", "metrics": {"docs_out": 99}}), encoding="utf-8")
+    (run / "data" / "manifest.json").write_text(
+        json.dumps({**manifest, "stage": "data", "metrics": {"docs_out": 99}}), encoding="utf-8"
+    )
     from kolm.plotting import new_figure
 
     fig, ax = new_figure()
     ax.bar(["원문", "정제 후"], [120, 99])
     fig.savefig(run / "data" / "funnel.png")
-    (run / "data" / "summary.md").write_text("# 정제 결과\n\n| 단계 | 문서 |\n|---|---|\n| 입력 | 120 |\n\n![깔때기](funnel.png)\n", encoding="utf-8")
+    (run / "data" / "summary.md").write_text(
+        "# 정제 결과\n\n| 단계 | 문서 |\n|---|---|\n| 입력 | 120 |\n\n![깔때기](funnel.png)\n", encoding="utf-8"
+    )
     (run / "eval").mkdir()
-    (run / "eval" / "eval.json").write_text(json.dumps({"lm": {"perplexity": 31.4, "bpc": 1.7}, "samples": [1, 2]}), encoding="utf-8")
+    (run / "eval" / "eval.json").write_text(
+        json.dumps({"lm": {"perplexity": 31.4, "bpc": 1.7}, "samples": [1, 2]}), encoding="utf-8"
+    )
     return run
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import replace
 
@@ -10,8 +9,8 @@ import pytest
 
 import kolm.stages as stages_mod
 from kolm.config import load_config
-from kolm.errors import KolmError
 from kolm.context import StageResult
+from kolm.errors import KolmError
 from kolm.files import hash_path
 from kolm.run import is_up_to_date, read_manifest, run_stage, staging_dir
 from kolm.runtime import resolve_device, seed_everything
@@ -49,7 +48,9 @@ def fake_table(monkeypatch):
 def _cfg(tmp_path, text="안녕하세요", **over):
     src = tmp_path / "in.txt"
     src.write_text(text, encoding="utf-8")
-    overrides = [f"data.sources=[{{kind: file, path: '{src}'}}]", "pipeline.stages=[data, pretrain]"] + [f"{k}={v}" for k, v in over.items()]
+    overrides = [f"data.sources=[{{kind: file, path: '{src}'}}]", "pipeline.stages=[data, pretrain]"] + [
+        f"{k}={v}" for k, v in over.items()
+    ]
     return load_config("tiny", overrides, run_dir=tmp_path / "run"), src
 
 

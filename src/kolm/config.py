@@ -56,9 +56,7 @@ def apply_overrides(data: dict[str, Any], overrides: typing.Iterable[str]) -> di
     """Apply `a.b.c=value` strings to a nested mapping (in place, returned)."""
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(
-                f"override {item!r} is not of the form key.sub=value (예: pretrain.max_steps=100)"
-            )
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value (예: pretrain.max_steps=100)")
         key, raw = item.split("=", 1)
         parts = [p for p in key.strip().split(".") if p]
         if not parts:
@@ -115,10 +113,7 @@ class RunConfig(Section):
     def validate(self) -> None:
         dev = self.device
         if not (dev in {"auto", "cpu", "cuda", "mps"} or (dev.startswith("cuda:") and dev[5:].isdigit())):
-            raise ConfigError(
-                f"device: {dev!r} is not allowed; "
-                "choose auto, cpu, cuda, cuda:N or mps"
-            )
+            raise ConfigError(f"device: {dev!r} is not allowed; choose auto, cpu, cuda, cuda:N or mps")
 
     @property
     def run_path(self) -> Path:
@@ -202,7 +197,7 @@ def _read_with_base(path: Path, seen: set[Path]) -> dict[str, Any]:
     return data
 
 
-def save_config(cfg: Any, path: str | Path) -> Path:
+def save_config(cfg: RunConfig, path: str | Path) -> Path:
     """Write the resolved config as YAML."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

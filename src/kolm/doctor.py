@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
-import sys
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any
@@ -35,7 +34,13 @@ OPTIONAL = (
     "datasketch",
     "sklearn",
 )
-_DIST_NAMES = {"yaml": "PyYAML", "flash_attn": "flash-attn", "mamba_ssm": "mamba-ssm", "sklearn": "scikit-learn", "rouge_score": "rouge-score"}
+_DIST_NAMES = {
+    "yaml": "PyYAML",
+    "flash_attn": "flash-attn",
+    "mamba_ssm": "mamba-ssm",
+    "sklearn": "scikit-learn",
+    "rouge_score": "rouge-score",
+}
 
 
 @dataclass
@@ -117,8 +122,6 @@ def check() -> Report:
         cpu_cores=os.cpu_count(),
         ram_gb=_ram_gb(),
     )
-    if sys.version_info < (3, 10):
-        report.problems.append(f"Python {report.python} is too old; kolm needs Python >= 3.10")
     for name in REQUIRED:
         report.required[name] = _version(name)
         if report.required[name] is None:

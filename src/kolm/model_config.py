@@ -58,9 +58,13 @@ class GPTConfig(ArchSection):
         if model.d_model % self.n_heads:
             problems.append(f"model.d_model ({model.d_model}) must be a multiple of model.gpt.n_heads ({self.n_heads})")
         elif (model.d_model // self.n_heads) % 2:
-            problems.append(f"model.d_model / model.gpt.n_heads = {model.d_model // self.n_heads} must be even (rotary pairs)")
+            problems.append(
+                f"model.d_model / model.gpt.n_heads = {model.d_model // self.n_heads} must be even (rotary pairs)"
+            )
         if self.n_heads % self.n_kv_heads:
-            problems.append(f"model.gpt.n_heads ({self.n_heads}) must be a multiple of model.gpt.n_kv_heads ({self.n_kv_heads})")
+            problems.append(
+                f"model.gpt.n_heads ({self.n_heads}) must be a multiple of model.gpt.n_kv_heads ({self.n_kv_heads})"
+            )
         return problems
 
 
@@ -78,8 +82,9 @@ class ModelConfig(Section):
 
     sections: ClassVar[dict[str, type[ArchSection]]] = ARCH_SECTIONS
 
-    arch: str = option("gpt", help="architecture; its subsection (model.<arch>) holds its own settings",
-                       choices=list(ARCH_SECTIONS))
+    arch: str = option(
+        "gpt", help="architecture; its subsection (model.<arch>) holds its own settings", choices=list(ARCH_SECTIONS)
+    )
     d_model: int = option(128, help="hidden size", ge=8)
     n_layers: int = option(4, help="number of blocks", ge=1)
     max_seq_len: int = option(256, help="maximum positions", ge=8)
@@ -95,8 +100,10 @@ class ModelConfig(Section):
                 if getattr(self, name) is None:
                     setattr(self, name, cls())
             elif getattr(self, name) is not None:
-                problems.append(f"model.{name} is set but model.arch is {self.arch!r}; "
-                                f"remove model.{name} (or set it to null), or set model.arch={name}")
+                problems.append(
+                    f"model.{name} is set but model.arch is {self.arch!r}; "
+                    f"remove model.{name} (or set it to null), or set model.arch={name}"
+                )
         if problems:
             raise ConfigError("; ".join(problems))
         problems = self.arch_settings.check(self)

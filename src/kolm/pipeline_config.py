@@ -26,7 +26,4 @@ class PipelineConfig(Section):
         known = [s.name for s in STAGES]
         bad = [s for s in self.stages if s not in known]
         if bad:
-            raise ConfigError(
-                f"pipeline.stages: unknown stage(s) {bad}; "
-                f"valid stages: {', '.join(known)}"
-            )
+            raise ConfigError(f"pipeline.stages: unknown stage(s) {bad}; valid stages: {', '.join(known)}")

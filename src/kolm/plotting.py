@@ -30,7 +30,9 @@ def setup_korean_font() -> str | None:
     except ImportError:
         pass
     plt.rcParams["axes.unicode_minus"] = False  # the Unicode minus has no glyph in NanumGothic
-    plt.rcParams["mathtext.fontset"] = "dejavusans"  # log-axis labels (10^-1) are mathtext: keep a font with every glyph
+    plt.rcParams["mathtext.fontset"] = (
+        "dejavusans"  # log-axis labels (10^-1) are mathtext: keep a font with every glyph
+    )
     _READY = True
     return family
 

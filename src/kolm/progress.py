@@ -15,7 +15,7 @@ __all__ = ["Progress", "ProgressTask"]
 class ProgressTask:
     """One bar: `advance(n)`, `update(completed=..., info=...)`, `close()`; also a context manager."""
 
-    def __init__(self, owner: "Progress", task_id: Any | None) -> None:
+    def __init__(self, owner: Progress, task_id: Any | None) -> None:
         self._owner = owner
         self._id = task_id
 
@@ -44,7 +44,7 @@ class ProgressTask:
             self._owner._rich.stop_task(self._id)
             self._id = None
 
-    def __enter__(self) -> "ProgressTask":
+    def __enter__(self) -> ProgressTask:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -97,7 +97,7 @@ class Progress:
                 transient=False,
             )
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self._rich is not None and self._depth == 0:
             self._rich.start()
         self._depth += 1

@@ -94,7 +94,7 @@ def plot_metrics(rows: list[dict[str, Any]], title: str, out_png: Path) -> Path 
         ax.grid(alpha=0.3)
         if len(keys) > 1:
             ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(groups):]:
+    for ax in list(axes.flat)[len(groups) :]:
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
@@ -202,7 +202,9 @@ def build_markdown(run_dir: Path) -> str:
         for m in _manifests(path):
             label = name + (f" {m['action']}" if m.get("action") else "")
             metrics = m.get("metrics") or {}
-            headline = ", ".join(f"{k}={_fmt(v)}" for k, v in list(metrics.items())[:5] if not isinstance(v, (dict, list)))
+            headline = ", ".join(
+                f"{k}={_fmt(v)}" for k, v in list(metrics.items())[:5] if not isinstance(v, (dict, list))
+            )
             timing_rows.append([label, m.get("status", "?"), m.get("wall_time_s", ""), m.get("started", ""), headline])
             versions = m.get("versions") or versions
             host = m.get("host") or host
@@ -210,20 +212,37 @@ def build_markdown(run_dir: Path) -> str:
         for m in _manifests(run_dir / f"{stage.dir}.staging"):
             if m.get("status") == "failed":
                 label = stage.name + (f" {m['action']}" if m.get("action") else "")
-                timing_rows.append([label, "failed (earlier outputs kept)", m.get("wall_time_s", ""), m.get("started", ""),
-                                    str(m.get("error", ""))[:120]])
+                timing_rows.append(
+                    [
+                        label,
+                        "failed (earlier outputs kept)",
+                        m.get("wall_time_s", ""),
+                        m.get("started", ""),
+                        str(m.get("error", ""))[:120],
+                    ]
+                )
     parts += ["", "## Stages (단계)", ""]
-    parts.append(_table(["stage", "status", "wall time (s)", "started", "metrics"], timing_rows) if timing_rows else "No stage has run yet.")
+    parts.append(
+        _table(["stage", "status", "wall time (s)", "started", "metrics"], timing_rows)
+        if timing_rows
+        else "No stage has run yet."
+    )
     for name, path in stages:
         section = [f"## {name}", ""]
-        for i, mfile in enumerate(sorted(path.rglob("metrics.jsonl"))):
+        for mfile in sorted(path.rglob("metrics.jsonl")):
             rows = read_metrics(mfile)
             rel = mfile.parent.relative_to(run_dir).as_posix()
             png = report_dir / f"{rel.replace('/', '_')}_metrics.png"
             if plot_metrics(rows, f"{rel} (metrics.jsonl)", png):
                 section.append(f"![{rel} metrics]({png.name})")
                 last = {k: v for k, v in rows[-1].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-                section += ["", f"Last logged values in `{rel}/metrics.jsonl`:", "", _table(list(last), [list(last.values())]), ""]
+                section += [
+                    "",
+                    f"Last logged values in `{rel}/metrics.jsonl`:",
+                    "",
+                    _table(list(last), [list(last.values())]),
+                    "",
+                ]
         for efile in sorted(path.rglob("eval.json")):
             if _has_summary(efile.parent, path):
                 continue  # the stage already shows these numbers in its own summary
@@ -233,7 +252,12 @@ def build_markdown(run_dir: Path) -> str:
                 continue
             flat = _flat_numbers(data)
             if flat:
-                section += [f"Headline numbers from `{efile.relative_to(run_dir).as_posix()}`:", "", _table(["metric", "value"], [list(r) for r in flat]), ""]
+                section += [
+                    f"Headline numbers from `{efile.relative_to(run_dir).as_posix()}`:",
+                    "",
+                    _table(["metric", "value"], [list(r) for r in flat]),
+                    "",
+                ]
         for sfile in sorted(path.rglob("summary.md")):
             text = sfile.read_text(encoding="utf-8", errors="replace")
             section += [_demote(_rewrite_images(text, sfile.parent, report_dir)), ""]
@@ -283,7 +307,7 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
     body = markdown.markdown(md_text, extensions=["tables", "fenced_code"])
     body = _inline_images(body, report_dir)
     page = (
-        "<!DOCTYPE html>\n<html lang=\"ko\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="ko"><head><meta charset="utf-8">'
         f"<title>kolm report: {html.escape(run_dir.name)}</title><style>{_CSS}</style></head>"
         f"<body>\n{body}\n</body></html>\n"
     )

@@ -104,9 +104,7 @@ def library_versions() -> dict[str, str]:
 def git_commit(cwd: Path | None = None) -> str | None:
     """The current git commit of the working directory, if any."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
-        )
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -127,8 +125,6 @@ def _resolve(entry: str) -> Callable[[StageContext], StageResult]:
             f"a package needed by {module_name} is missing: {exc.name} (pip install it, or run `kolm doctor`)"
         ) from exc
     return getattr(module, func_name)
-
-
 
 
 # ----------------------------------------------------------------------------

@@ -14,10 +14,16 @@ REVIEW = "배우들의 연기가 정말 훌륭했고 이야기 전개도 탄탄�
 
 
 def _messy_file(tmp_path):
-    rows = [REVIEW, REVIEW, REVIEW + "!!", "짧음", "English only text that is long enough to pass the length check.",
-            "문의는 hong@example.com 또는 010-1234-5678 으로 연락 주세요. 답변은 빠르게 드리겠습니다.",
-            "<p>HTML &amp; 태그가 섞인 리뷰입니다ㅋㅋㅋㅋㅋㅋ 그래도 내용은 괜찮은 편이에요</p>",
-            "지역 소식: 시청 앞 광장에서 주말마다 작은 음악회가 열린다고 합니다.<br>무단전재 및 재배포 금지"]
+    rows = [
+        REVIEW,
+        REVIEW,
+        REVIEW + "!!",
+        "짧음",
+        "English only text that is long enough to pass the length check.",
+        "문의는 hong@example.com 또는 010-1234-5678 으로 연락 주세요. 답변은 빠르게 드리겠습니다.",
+        "<p>HTML &amp; 태그가 섞인 리뷰입니다ㅋㅋㅋㅋㅋㅋ 그래도 내용은 괜찮은 편이에요</p>",
+        "지역 소식: 시청 앞 광장에서 주말마다 작은 음악회가 열린다고 합니다.<br>무단전재 및 재배포 금지",
+    ]
     f = tmp_path / "reviews.jsonl"
     with f.open("w", encoding="utf-8") as fh:
         for i, t in enumerate(rows):
@@ -28,10 +34,15 @@ def _messy_file(tmp_path):
 
 def test_data_stage_end_to_end(tmp_path):
     f = _messy_file(tmp_path)
-    cfg = load_config(None, [
-        f"data.sources=[{{kind: embedded, max_docs: 30}}, {{kind: file, path: '{f}', text_field: review, weight: 2.0}}]",
-        "data.num_proc=1", "data.val_fraction=0.1",
-    ], run_dir=tmp_path / "run")
+    cfg = load_config(
+        None,
+        [
+            f"data.sources=[{{kind: embedded, max_docs: 30}}, {{kind: file, path: '{f}', text_field: review, weight: 2.0}}]",
+            "data.num_proc=1",
+            "data.val_fraction=0.1",
+        ],
+        run_dir=tmp_path / "run",
+    )
     result = run_stage(cfg, "data")
     out = tmp_path / "run" / "data"
     report = json.loads((out / "curation_report.json").read_text(encoding="utf-8"))
@@ -53,7 +64,9 @@ def test_data_stage_end_to_end(tmp_path):
     assert "| filters |" in (out / "curation_report.md").read_text(encoding="utf-8")
     assert result.metrics["train_docs"] == report["split"]["train_docs"]
     # weight 2.0: the file's training documents appear twice
-    file_train = [i for i, s in zip(table.column("id").to_pylist(), table.column("source").to_pylist()) if s.startswith("file:")]
+    file_train = [
+        i for i, s in zip(table.column("id").to_pylist(), table.column("source").to_pylist()) if s.startswith("file:")
+    ]
     assert any(i.endswith("#1") for i in file_train)
 
 
@@ -69,7 +82,9 @@ def test_split_is_deterministic(tmp_path):
 def test_no_documents_is_a_clear_error(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    cfg = load_config(None, [f"data.sources=[{{kind: file, path: '{empty}'}}]", "data.num_proc=1"], run_dir=tmp_path / "r")
+    cfg = load_config(
+        None, [f"data.sources=[{{kind: file, path: '{empty}'}}]", "data.num_proc=1"], run_dir=tmp_path / "r"
+    )
     with pytest.raises(DataError, match="no documents"):
         run_stage(cfg, "data")
     nothing_kept = load_config(None, ["data.num_proc=1", "data.filters.min_chars=1000000"], run_dir=tmp_path / "r2")

@@ -33,7 +33,9 @@ def test_signature_independent_of_batch():
 
 
 def test_lsh_clusters_near_duplicates_only(tmp_path):
-    half = BASE[: len(BASE) // 2] + " 그런데 후반부는 완전히 다른 이야기로 흘러가서 아쉬웠고 결말도 납득하기 어려웠습니다"
+    half = (
+        BASE[: len(BASE) // 2] + " 그런데 후반부는 완전히 다른 이야기로 흘러가서 아쉬웠고 결말도 납득하기 어려웠습니다"
+    )
     texts = [BASE, OTHER, NEAR, half, OTHER.replace("비가", "눈이")]
     assert _jaccard(BASE, half) < 0.5
     idx = NearDuplicateIndex(num_perm=128, bands=16, threshold=0.7, workdir=tmp_path)

@@ -27,13 +27,17 @@ def test_hangul_ratio_language_check():
     assert hangul_ratio("한국어 text") == 3 / 7
     assert hangul_ratio("ㅋㅋㅋ 😀") == 1.0  # compatibility jamo count, emoji are not letters
     assert check("This is an English sentence that is quite long enough.") == "hangul_ratio"
-    assert check("오늘 AI 모델 GPT를 써 봤는데 결과가 꽤 좋았다. Python 코드도 잘 짠다.") is None  # mixed Hangul/Latin passes
+    assert (
+        check("오늘 AI 모델 GPT를 써 봤는데 결과가 꽤 좋았다. Python 코드도 잘 짠다.") is None
+    )  # mixed Hangul/Latin passes
 
 
 def test_symbol_digit_url_ratios():
     assert check("★☆★☆★☆★☆ 최고 ★☆★☆★☆★☆ 대박 ★☆★☆") == "symbol_ratio"
     assert check("가격 1234567 8901234 5678901 원", max_symbol_ratio=1) == "digit_ratio"
-    assert check("링크 https://example.com/very/long/path/to/some/page/index.html 참고", max_symbol_ratio=1) == "url_ratio"
+    assert (
+        check("링크 https://example.com/very/long/path/to/some/page/index.html 참고", max_symbol_ratio=1) == "url_ratio"
+    )
 
 
 def test_gopher_repetition():
@@ -50,7 +54,10 @@ def test_bad_words_and_boilerplate(tmp_path):
     f = tmp_path / "bad.txt"
     f.write_text("김밥\n", encoding="utf-8")
     assert check(GOOD, bad_words_file=str(f)) == "bad_words"
-    assert check("[뉴스] 짧은 소식\n무단전재 및 재배포 금지. 저작권자 © 한국일보, 구독하기와 기사제보 안내") == "boilerplate"
+    assert (
+        check("[뉴스] 짧은 소식\n무단전재 및 재배포 금지. 저작권자 © 한국일보, 구독하기와 기사제보 안내")
+        == "boilerplate"
+    )
     assert check(GOOD + "\n무단전재 및 재배포 금지") is None  # a footer line alone does not drop a real article
 
 

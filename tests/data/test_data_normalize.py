@@ -18,7 +18,7 @@ def test_nfkc_is_optional():
 
 
 def test_html_tags_and_entities():
-    assert strip_html("<p>좋은 영화&amp;음악</p><br>최고&nbsp;!") .split() == ["좋은", "영화&음악", "최고", "!"]
+    assert strip_html("<p>좋은 영화&amp;음악</p><br>최고&nbsp;!").split() == ["좋은", "영화&음악", "최고", "!"]
     assert "alert" not in strip_html("앞<script>alert(1)</script>뒤")
 
 
@@ -34,7 +34,7 @@ def test_squash_repeats_jamo_and_punctuation_not_digits():
 
 
 def test_punctuation_emoji_and_mixed_script_kept():
-    text = "진짜 \"최고\"의 영화... AI 기술(GPT)도 나옴?! 😀"
+    text = '진짜 "최고"의 영화... AI 기술(GPT)도 나옴?! 😀'
     assert make_normalizer()(text) == text
 
 

@@ -38,7 +38,9 @@ def test_jsonl_gz_tsv_csv_parquet(tmp_path):
 
 def test_bad_input_is_counted(tmp_path):
     f = tmp_path / "bad.jsonl"
-    f.write_bytes('{"text": "좋은 줄"}\n{"text": broken\n{"other": 1}\n'.encode() + "{\"text\": \"한글\"}\n".encode("cp949") + b"\n")
+    f.write_bytes(
+        '{"text": "좋은 줄"}\n{"text": broken\n{"other": 1}\n'.encode() + '{"text": "한글"}\n'.encode("cp949") + b"\n"
+    )
     issues = Counter()
     assert [t for _, t in read_file(f, issues=issues)] == ["좋은 줄"]
     text = " ".join(issues)
@@ -63,23 +65,66 @@ def test_missing_column_and_unknown_type(tmp_path):
 
 def test_recipes_official_formats(tmp_path):
     nsmc = tmp_path / "ratings_train.txt"
-    nsmc.write_text("id\tdocument\tlabel\n9976970\t아 더빙.. 진짜 짜증나네요 목소리\t0\n3819312\t\t1\n", encoding="utf-8")
+    nsmc.write_text(
+        "id\tdocument\tlabel\n9976970\t아 더빙.. 진짜 짜증나네요 목소리\t0\n3819312\t\t1\n", encoding="utf-8"
+    )
     assert [t for _, t in read_recipe("nsmc", str(nsmc))] == ["아 더빙.. 진짜 짜증나네요 목소리"]
     nli = tmp_path / "klue-nli-v1.1_train.json"
-    nli.write_text(json.dumps([{"guid": "klue-nli-v1_train_00000", "premise": "힛걸 진심 최고다.", "hypothesis": "힛걸 진심 최저다.",
-                                "gold_label": "contradiction"}], ensure_ascii=False), encoding="utf-8")
+    nli.write_text(
+        json.dumps(
+            [
+                {
+                    "guid": "klue-nli-v1_train_00000",
+                    "premise": "힛걸 진심 최고다.",
+                    "hypothesis": "힛걸 진심 최저다.",
+                    "gold_label": "contradiction",
+                }
+            ],
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
     assert [t for _, t in read_recipe("klue-nli", str(nli))] == ["힛걸 진심 최고다.", "힛걸 진심 최저다."]
     sts = tmp_path / "klue-sts-v1.1_train.json"
-    sts.write_text(json.dumps([{"guid": "s1", "sentence1": "숙소 위치는 찾기 쉽다.", "sentence2": "숙소는 찾기 쉬운 위치다.",
-                                "labels": {"label": 4.2, "binary-label": 1}}], ensure_ascii=False), encoding="utf-8")
+    sts.write_text(
+        json.dumps(
+            [
+                {
+                    "guid": "s1",
+                    "sentence1": "숙소 위치는 찾기 쉽다.",
+                    "sentence2": "숙소는 찾기 쉬운 위치다.",
+                    "labels": {"label": 4.2, "binary-label": 1},
+                }
+            ],
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
     assert len(list(read_recipe("klue-sts", str(sts)))) == 2
     ynat = tmp_path / "ynat-v1.1_train.json"
-    ynat.write_text(json.dumps([{"guid": "ynat-v1_train_00000", "title": "유튜브 내달 2일까지 크리에이터 지원 공간 운영",
-                                 "label": "생활문화"}], ensure_ascii=False), encoding="utf-8")
+    ynat.write_text(
+        json.dumps(
+            [
+                {
+                    "guid": "ynat-v1_train_00000",
+                    "title": "유튜브 내달 2일까지 크리에이터 지원 공간 운영",
+                    "label": "생활문화",
+                }
+            ],
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
     assert [t for _, t in read_recipe("klue-ynat", str(ynat))] == ["유튜브 내달 2일까지 크리에이터 지원 공간 운영"]
     wiki = tmp_path / "kowiki.jsonl"
-    wiki.write_text(json.dumps({"id": "5", "title": "지미 카터", "text": "제임스 얼 카터 주니어는 미국의 제39대 대통령이다."},
-                               ensure_ascii=False) + "\n", encoding="utf-8")
+    wiki.write_text(
+        json.dumps(
+            {"id": "5", "title": "지미 카터", "text": "제임스 얼 카터 주니어는 미국의 제39대 대통령이다."},
+            ensure_ascii=False,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     assert [t for _, t in read_recipe("kowiki", str(wiki))] == ["제임스 얼 카터 주니어는 미국의 제39대 대통령이다."]
 
 
@@ -101,7 +146,10 @@ def test_hub_source_streams_with_datasets(tmp_path):
     import datasets  # noqa: F401  (a required dependency: its absence must fail, not skip)
 
     f = tmp_path / "local.jsonl"
-    f.write_text("\n".join(json.dumps({"id": i, "body": f"허브 문서 {i}"}, ensure_ascii=False) for i in range(3)), encoding="utf-8")
+    f.write_text(
+        "\n".join(json.dumps({"id": i, "body": f"허브 문서 {i}"}, ensure_ascii=False) for i in range(3)),
+        encoding="utf-8",
+    )
     src = SourceConfig(kind="hub", path="json", data_files=str(f), text_field="body", streaming=True)
     assert [t for _, t in read_source(src, Counter())] == ["허브 문서 0", "허브 문서 1", "허브 문서 2"]
     with pytest.raises(DataError, match="could not load hub dataset"):

@@ -24,7 +24,7 @@ from kolm.errors import DataError
 
 
 def _tsv(path, rows):
-    path.write_text("id\tdocument\tlabel\n" + "".join(f"{i}\t{t}\t{l}\n" for i, t, l in rows), encoding="utf-8")
+    path.write_text("id\tdocument\tlabel\n" + "".join(f"{i}\t{t}\t{lab}\n" for i, t, lab in rows), encoding="utf-8")
     return path
 
 
@@ -43,8 +43,8 @@ def test_one_record_reader_for_every_format(tmp_path):
     with gzip.open(tmp_path / "a.jsonl.gz", "wt", encoding="utf-8") as fh:
         fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     (tmp_path / "a.json").write_text(json.dumps({"data": rows}, ensure_ascii=False), encoding="utf-8")
-    (tmp_path / "a.tsv").write_text('text\tlabel\n첫째\t1\n둘째\t0\n', encoding="utf-8")
-    (tmp_path / "a.csv").write_text('text,label\n첫째,1\n둘째,0\n', encoding="utf-8")
+    (tmp_path / "a.tsv").write_text("text\tlabel\n첫째\t1\n둘째\t0\n", encoding="utf-8")
+    (tmp_path / "a.csv").write_text("text,label\n첫째,1\n둘째,0\n", encoding="utf-8")
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -77,15 +77,22 @@ def test_nsmc_tsv_reader(tmp_path):
     assert data.labels == ["부정", "긍정"]
     assert len(data.train) + len(data.validation) == 20 and len(data.test) == 4
     assert ("리뷰 1 정말 좋다", 1) in data.train + data.validation
-    assert data.test == [("리뷰 0 정말 별로다", 0), ("리뷰 1 정말 좋다", 1), ("리뷰 2 정말 별로다", 0), ("리뷰 3 정말 좋다", 1)]
+    assert data.test == [
+        ("리뷰 0 정말 별로다", 0),
+        ("리뷰 1 정말 좋다", 1),
+        ("리뷰 2 정말 별로다", 0),
+        ("리뷰 3 정말 좋다", 1),
+    ]
 
 
 def test_nsmc_official_txt_name_and_bare_quotes(tmp_path):
     # NSMC ships ratings_train.txt, tab-separated, with unbalanced quotes inside reviews
     f = tmp_path / "ratings_train.txt"
-    f.write_text('id\tdocument\tlabel\n1\t"최고" 라는 말이 아깝다\t0\n2\t정말 좋다\t1\n3\t재밌다"\t1\n', encoding="utf-8")
+    f.write_text(
+        'id\tdocument\tlabel\n1\t"최고" 라는 말이 아깝다\t0\n2\t정말 좋다\t1\n3\t재밌다"\t1\n', encoding="utf-8"
+    )
     data = load_classification(TaskDataConfig(kind="nsmc", train=str(f), val_fraction=0.3), seed=0)
-    assert sorted(data.train + data.validation) == [('"최고" 라는 말이 아깝다', 0), ("재밌다\"", 1), ("정말 좋다", 1)]
+    assert sorted(data.train + data.validation) == [('"최고" 라는 말이 아깝다', 0), ('재밌다"', 1), ("정말 좋다", 1)]
 
 
 def test_klue_ynat_and_nli_json(tmp_path):
@@ -108,7 +115,9 @@ def test_embedded_reviews():
 
 
 def test_labels_outside_declared_set(tmp_path):
-    f = _jsonl(tmp_path / "d.jsonl", [{"text": f"문장 {i}", "label": lab} for i, lab in enumerate(["pos", "neg", "meh"])])
+    f = _jsonl(
+        tmp_path / "d.jsonl", [{"text": f"문장 {i}", "label": lab} for i, lab in enumerate(["pos", "neg", "meh"])]
+    )
     with pytest.raises(DataError, match="1 label\\(s\\) outside the declared set \\['pos', 'neg'\\]"):
         load_classification(TaskDataConfig(kind="file", train=str(f), labels=["pos", "neg"]))
 
@@ -116,7 +125,9 @@ def test_labels_outside_declared_set(tmp_path):
 def test_missing_text_column_names_the_columns(tmp_path):
     f = tmp_path / "d.jsonl"
     f.write_text(json.dumps({"sentence": "문장", "label": 1}), encoding="utf-8")
-    with pytest.raises(DataError, match="column 'text' not found; columns are \\['label', 'sentence'\\]; set finetune.classify"):
+    with pytest.raises(
+        DataError, match="column 'text' not found; columns are \\['label', 'sentence'\\]; set finetune.classify"
+    ):
         load_classification(TaskDataConfig(kind="file", train=str(f)))
 
 
@@ -158,12 +169,23 @@ def test_alpaca_and_messages_formats(tmp_path):
         {"role": "user", "content": "번역하세요\n\nhello"},
         {"role": "assistant", "content": "안녕"},
     ]
-    chat = {"messages": [{"role": "system", "content": "친절하게"}, {"role": "user", "content": "안녕?"}, {"role": "assistant", "content": "안녕하세요!"}]}
+    chat = {
+        "messages": [
+            {"role": "system", "content": "친절하게"},
+            {"role": "user", "content": "안녕?"},
+            {"role": "assistant", "content": "안녕하세요!"},
+        ]
+    }
     assert to_messages(chat)[-1]["content"] == "안녕하세요!"
     with pytest.raises(DataError, match="end with an assistant message"):
         to_messages({"messages": [{"role": "user", "content": "안녕?"}]})
     f = tmp_path / "alpaca.json"
-    f.write_text(json.dumps([{"instruction": f"질문 {i}", "input": "", "output": f"답 {i}"} for i in range(10)], ensure_ascii=False), encoding="utf-8")
+    f.write_text(
+        json.dumps(
+            [{"instruction": f"질문 {i}", "input": "", "output": f"답 {i}"} for i in range(10)], ensure_ascii=False
+        ),
+        encoding="utf-8",
+    )
     train, val = load_sft(TaskDataConfig(kind="file", train=str(f)))
     assert len(train) == 9 and len(val) == 1
     assert sorted(c[0]["content"] for c in train + val) == sorted(f"질문 {i}" for i in range(10))
@@ -191,17 +213,30 @@ def test_preferences_text_and_chat_forms(tmp_path):
     rows = [
         {"prompt": "한국의 수도는?", "chosen": "서울입니다.", "rejected": "부산입니다."},
         {"prompt": user, "chosen": [{"role": "assistant", "content": "대한민국입니다."}], "rejected": "일본입니다."},
-        {"chosen": user + [{"role": "assistant", "content": "대한민국입니다."}], "rejected": user + [{"role": "assistant", "content": "모릅니다."}]},
+        {
+            "chosen": user + [{"role": "assistant", "content": "대한민국입니다."}],
+            "rejected": user + [{"role": "assistant", "content": "모릅니다."}],
+        },
     ]
     text, chat, implicit = read_preferences(_jsonl(tmp_path / "p.jsonl", rows))
-    assert (text.prompt, text.chosen, text.rejected, text.is_chat) == ("한국의 수도는?", "서울입니다.", "부산입니다.", False)
+    assert (text.prompt, text.chosen, text.rejected, text.is_chat) == (
+        "한국의 수도는?",
+        "서울입니다.",
+        "부산입니다.",
+        False,
+    )
     assert chat.is_chat and chat.prompt == user and chat.rejected == [{"role": "assistant", "content": "일본입니다."}]
     assert implicit.prompt == user and implicit.chosen == [{"role": "assistant", "content": "대한민국입니다."}]
 
 
 def test_preferences_reject_bad_rows(tmp_path):
-    same = _jsonl(tmp_path / "same.jsonl", [{"prompt": "질문", "chosen": "답", "rejected": "다른 답"},
-                                           {"prompt": "질문", "chosen": "같은 답", "rejected": " 같은 답 "}])
+    same = _jsonl(
+        tmp_path / "same.jsonl",
+        [
+            {"prompt": "질문", "chosen": "답", "rejected": "다른 답"},
+            {"prompt": "질문", "chosen": "같은 답", "rejected": " 같은 답 "},
+        ],
+    )
     with pytest.raises(DataError, match="same.jsonl: row 2: 'chosen' and 'rejected' are identical"):
         read_preferences(same)
     missing = _jsonl(tmp_path / "missing.jsonl", [{"prompt": "질문", "chosen": "답"}])
@@ -224,7 +259,9 @@ def test_prompts_and_texts(tmp_path):
     import pyarrow.parquet as pq
 
     (tmp_path / "data" / "validation").mkdir(parents=True)
-    pq.write_table(pa.table({"text": ["검증 문서", None, " "]}), tmp_path / "data" / "validation" / "part-00000.parquet")
+    pq.write_table(
+        pa.table({"text": ["검증 문서", None, " "]}), tmp_path / "data" / "validation" / "part-00000.parquet"
+    )
     assert read_split_texts(tmp_path / "data") == ["검증 문서"]
     with pytest.raises(DataError, match="the test split .* is empty"):
         read_split_texts(tmp_path / "data", "test")
@@ -254,7 +291,9 @@ def test_classifier_encoding_and_left_padding():
 
 
 def test_token_labels_pad_with_ignore_index_on_the_right():
-    batch = collate([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [5], "labels": [5]}], 0, left=False)
+    batch = collate(
+        [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [5], "labels": [5]}], 0, left=False
+    )
     assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]]
     assert batch["labels"].tolist() == [[-100, 6, 7], [5, -100, -100]]
     ids, mask = pad_rows([[1], [1, 2]], 9, left=False)
@@ -279,7 +318,12 @@ def test_sft_labels_cover_only_the_answer():
     tok = Tokenizer(models.BPE(vocab=dict(vocab), merges=[], unk_token=None, byte_fallback=False))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(["질문 답 안녕하세요"], trainers.BpeTrainer(vocab_size=300, special_tokens=list(vocab), initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        ["질문 답 안녕하세요"],
+        trainers.BpeTrainer(
+            vocab_size=300, special_tokens=list(vocab), initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", bos_token="<s>")
     fast.chat_template = (
         "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
@@ -287,6 +331,6 @@ def test_sft_labels_cover_only_the_answer():
     )
     rows = encode_sft(fast, [[{"role": "user", "content": "질문"}, {"role": "assistant", "content": "답"}]], seq_len=64)
     ids, labels = rows[0]["input_ids"], rows[0]["labels"]
-    answer = [t for t, l in zip(ids, labels) if l != -100]
+    answer = [t for t, lab in zip(ids, labels) if lab != -100]
     assert fast.decode(answer) == "답<|end|>"
     assert labels[: len(ids) - len(answer)] == [-100] * (len(ids) - len(answer))

@@ -132,6 +132,8 @@ def test_truncation_keeps_the_end(tiny_lm, tiny_tokenizer, template):
 
     ctx = template.prompt("영화 정말 좋다", POOL)
     full = score_pairs(tiny_lm, tiny_tokenizer, [(ctx, " 긍정"), (ctx, " 긍정 부정")])
-    assert score_pairs(tiny_lm, tiny_tokenizer, [(ctx, " 긍정"), (ctx, " 긍정 부정")], max_length=10_000) == pytest.approx(full, abs=1e-5)
+    assert score_pairs(
+        tiny_lm, tiny_tokenizer, [(ctx, " 긍정"), (ctx, " 긍정 부정")], max_length=10_000
+    ) == pytest.approx(full, abs=1e-5)
     short = score_pairs(tiny_lm, tiny_tokenizer, [(ctx, " 긍정"), (ctx, " 긍정 부정")], max_length=6)
     assert all(s < 0 for s in short)

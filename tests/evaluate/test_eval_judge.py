@@ -36,11 +36,22 @@ def test_position_bias_becomes_tie_and_is_counted(client, judge_handler):
     no_swap = judge_pair(client, Q, BAD, GOOD, swap=False)
     assert no_swap["winner"] == "1"  # without the swap the biased judge picks the worse answer
     agg = aggregate_pairwise(results + [judge_pair(client, Q, GOOD, GOOD, swap=False)], ("sft", "base"))
-    assert agg == {"wins_sft": 1, "wins_base": 0, "ties": 2, "inconsistent": 2, "n": 3, "win_rate_sft": pytest.approx(2 / 3)}
+    assert agg == {
+        "wins_sft": 1,
+        "wins_base": 0,
+        "ties": 2,
+        "inconsistent": 2,
+        "n": 3,
+        "win_rate_sft": pytest.approx(2 / 3),
+    }
 
 
 def test_rubric_scores_and_aggregate(client):
-    results = [judge_rubric(client, Q, GOOD, reference="서울"), judge_rubric(client, Q, BAD), judge_rubric(client, Q, GOOD)]
+    results = [
+        judge_rubric(client, Q, GOOD, reference="서울"),
+        judge_rubric(client, Q, BAD),
+        judge_rubric(client, Q, GOOD),
+    ]
     assert [r["score"] for r in results] == [5, 1, 5]
     agg = aggregate_rubric(results + [{"score": None}])
     assert agg["mean"] == pytest.approx(11 / 3) and agg["counts"] == {"1": 1, "2": 0, "3": 0, "4": 0, "5": 2}

@@ -10,10 +10,16 @@ from kolm.errors import CheckpointError, ConfigError, DataError
 from kolm.run import run_stage
 
 VALIDATION = ["오늘 서울 날씨 맑다 .", "영화 정말 좋다 , 배우 연기 최고 .", "이야기 너무 재미 없다 ."]
-REVIEWS = [{"text": "영화 정말 좋다", "label": 1}, {"text": "배우 연기 싫다", "label": 0},
-           {"text": "이야기 최고 좋다", "label": 1}, {"text": "재미 없다 싫다", "label": 0}]
-PROMPTS = [{"id": "p1", "category": "qa", "prompt": "한국 의 수도 는 ?", "reference": "한국 의 수도 는 서울 입니다 ."},
-           {"id": "p2", "category": "qa", "prompt": "오늘 날씨 는 ?", "reference": "오늘 날씨 맑다 ."}]
+REVIEWS = [
+    {"text": "영화 정말 좋다", "label": 1},
+    {"text": "배우 연기 싫다", "label": 0},
+    {"text": "이야기 최고 좋다", "label": 1},
+    {"text": "재미 없다 싫다", "label": 0},
+]
+PROMPTS = [
+    {"id": "p1", "category": "qa", "prompt": "한국 의 수도 는 ?", "reference": "한국 의 수도 는 서울 입니다 ."},
+    {"id": "p2", "category": "qa", "prompt": "오늘 날씨 는 ?", "reference": "오늘 날씨 맑다 ."},
+]
 
 
 def _jsonl(path, rows):
@@ -31,8 +37,10 @@ def run(tmp_path, tiny_model_dir, tiny_tokenizer, make_llama):
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_model_dir, run_dir / "pretrain" / "final")
     (run_dir / "data" / "validation").mkdir(parents=True)
-    pq.write_table(pa.table({"id": [str(i) for i in range(3)], "text": VALIDATION, "source": ["t"] * 3}),
-                   run_dir / "data" / "validation" / "part-00000.parquet")
+    pq.write_table(
+        pa.table({"id": [str(i) for i in range(3)], "text": VALIDATION, "source": ["t"] * 3}),
+        run_dir / "data" / "validation" / "part-00000.parquet",
+    )
     lm = make_llama(len(tiny_tokenizer))
     clf = LlamaForSequenceClassification(lm.config.__class__(**{**lm.config.to_dict(), "num_labels": 2}))
     cdir = run_dir / "finetune" / "classify" / "model"
@@ -43,7 +51,10 @@ def run(tmp_path, tiny_model_dir, tiny_tokenizer, make_llama):
     make_llama(len(tiny_tokenizer), seed=1).save_pretrained(sdir)
     tiny_tokenizer.save_pretrained(sdir)
     overrides = [
-        "device=cpu", "eval.fewshot_k=[0,2]", "eval.max_new_tokens=6", "eval.variation_prompts=2",
+        "device=cpu",
+        "eval.fewshot_k=[0,2]",
+        "eval.max_new_tokens=6",
+        "eval.variation_prompts=2",
         f"eval.fewshot_file={_jsonl(tmp_path / 'test.jsonl', REVIEWS)}",
         f"eval.fewshot_pool={_jsonl(tmp_path / 'train.jsonl', REVIEWS)}",
         f"eval.prompts_file={_jsonl(tmp_path / 'prompts.jsonl', PROMPTS)}",
@@ -56,7 +67,11 @@ def run(tmp_path, tiny_model_dir, tiny_tokenizer, make_llama):
 def test_stage_writes_every_artifact(run, judge_server, monkeypatch):
     run_dir, overrides = run
     monkeypatch.setenv("KOLM_TEST_JUDGE_KEY", "sk-test")
-    cfg = load_config(None, overrides + [f"eval.judge.base_url={judge_server}", "eval.judge.api_key_env=KOLM_TEST_JUDGE_KEY"], run_dir=run_dir)
+    cfg = load_config(
+        None,
+        overrides + [f"eval.judge.base_url={judge_server}", "eval.judge.api_key_env=KOLM_TEST_JUDGE_KEY"],
+        run_dir=run_dir,
+    )
     result = run_stage(cfg, "eval")
     out = run_dir / "eval"
     for name in ("eval.json", "eval.md", "summary.md", "samples.jsonl", "fewshot.png", "manifest.json"):
@@ -73,7 +88,14 @@ def test_stage_writes_every_artifact(run, judge_server, monkeypatch):
     assert res["judge"]["mode"] == "pairwise" and res["judge"]["aggregate"]["n"] == 2
     assert "lm.bpc" in result.metrics and "classify.macro_f1" in result.metrics
     summary = (out / "summary.md").read_text(encoding="utf-8")
-    for heading in ("Language modelling", "Few-shot", "Generation metrics", "Prompt variations", "Fine-tuned classifier", "LLM-as-judge"):
+    for heading in (
+        "Language modelling",
+        "Few-shot",
+        "Generation metrics",
+        "Prompt variations",
+        "Fine-tuned classifier",
+        "LLM-as-judge",
+    ):
         assert heading in summary
     kinds = {json.loads(line)["kind"] for line in (out / "samples.jsonl").read_text(encoding="utf-8").splitlines()}
     assert kinds == {"fewshot", "generation", "variation"}
@@ -81,7 +103,11 @@ def test_stage_writes_every_artifact(run, judge_server, monkeypatch):
 
 def test_eval_model_override_without_a_run(tmp_path, tiny_model_dir):
     # evaluate any model dir: no data stage, no finetune: LM part is skipped with a note
-    cfg = load_config(None, ["device=cpu", f"eval.model={tiny_model_dir}", "eval.fewshot=false", "eval.generation=false"], run_dir=tmp_path / "r")
+    cfg = load_config(
+        None,
+        ["device=cpu", f"eval.model={tiny_model_dir}", "eval.fewshot=false", "eval.generation=false"],
+        run_dir=tmp_path / "r",
+    )
     run_stage(cfg, "eval")
     res = json.loads((tmp_path / "r" / "eval" / "eval.json").read_text(encoding="utf-8"))
     assert "lm" not in res and any("validation split" in n for n in res["notes"])
@@ -100,7 +126,11 @@ def test_bad_inputs_give_clear_errors(run, tmp_path):
         run_stage(load_config(None, base + [f"eval.lm_file={bad}"], run_dir=run_dir), "eval", force=True)
     # labels outside the declared set
     odd = _jsonl(tmp_path / "odd.jsonl", REVIEWS + [{"text": "그저 그렇다", "label": "중립"}])
-    fs = [o for o in overrides if not o.startswith("eval.fewshot_file")] + ["eval.generation=false", "eval.finetuned=false", "eval.lm=false"]
+    fs = [o for o in overrides if not o.startswith("eval.fewshot_file")] + [
+        "eval.generation=false",
+        "eval.finetuned=false",
+        "eval.lm=false",
+    ]
     with pytest.raises(DataError, match="outside the declared set"):
         run_stage(load_config(None, fs + [f"eval.fewshot_file={odd}"], run_dir=run_dir), "eval", force=True)
     # no model
@@ -111,7 +141,11 @@ def test_bad_inputs_give_clear_errors(run, tmp_path):
 def test_judge_key_missing_fails_before_model_work(run, monkeypatch):
     run_dir, overrides = run
     monkeypatch.delenv("KOLM_NO_SUCH_KEY", raising=False)
-    cfg = load_config(None, overrides + ["eval.judge.base_url=http://127.0.0.1:9/v1", "eval.judge.api_key_env=KOLM_NO_SUCH_KEY"], run_dir=run_dir)
+    cfg = load_config(
+        None,
+        overrides + ["eval.judge.base_url=http://127.0.0.1:9/v1", "eval.judge.api_key_env=KOLM_NO_SUCH_KEY"],
+        run_dir=run_dir,
+    )
     with pytest.raises(ConfigError, match="KOLM_NO_SUCH_KEY is not set"):
         run_stage(cfg, "eval")
     assert not (run_dir / "eval" / "eval.json").exists()
@@ -137,6 +171,10 @@ def test_core_function_without_a_run(tmp_path, tiny_model_dir):
     model, tok = load_model(tiny_model_dir)
     samples = [json.loads(x) for x in (tmp_path / "eval" / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
     outputs = [s["output"] for s in samples if s["kind"] == "generation"]
-    expected = [generate(model, tok, [p["prompt"]], SamplingParams(max_new_tokens=5, temperature=0), fit_context=True)[0].text.strip()
-                for p in PROMPTS]
+    expected = [
+        generate(model, tok, [p["prompt"]], SamplingParams(max_new_tokens=5, temperature=0), fit_context=True)[
+            0
+        ].text.strip()
+        for p in PROMPTS
+    ]
     assert outputs == expected

@@ -39,8 +39,15 @@ def _run(scores, **settings):
         return {"val_score": queue.pop(0)}
 
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    state = train(model, _batches(), opt, settings=LoopSettings(max_steps=10, eval_every=2, resume=None, best_metric="val_score",
-                                                              lower_is_better=False, **settings), evaluate=evaluate)
+    state = train(
+        model,
+        _batches(),
+        opt,
+        settings=LoopSettings(
+            max_steps=10, eval_every=2, resume=None, best_metric="val_score", lower_is_better=False, **settings
+        ),
+        evaluate=evaluate,
+    )
     return state, seen, model
 
 
@@ -68,9 +75,20 @@ def test_no_patience_runs_every_step_and_nan_is_no_improvement():
 
 def test_finetune_stops_early_and_records_the_best_step(tmp_path, tiny_base):
     # a learning rate too small to change any prediction: the first validation score is never beaten
-    cfg = load_config("tiny", ["finetune.max_steps=12", "finetune.eval_every=2", "finetune.patience=2", "finetune.lr=1e-12",
-                               "finetune.batch_size=8", "finetune.seq_len=48", "finetune.classify.max_eval=16", "device=cpu"],
-                      run_dir=tmp_path / "run")
+    cfg = load_config(
+        "tiny",
+        [
+            "finetune.max_steps=12",
+            "finetune.eval_every=2",
+            "finetune.patience=2",
+            "finetune.lr=1e-12",
+            "finetune.batch_size=8",
+            "finetune.seq_len=48",
+            "finetune.classify.max_eval=16",
+            "device=cpu",
+        ],
+        run_dir=tmp_path / "run",
+    )
     res = finetune(cfg.finetune, "classify", "lora", base_model=tiny_base, out=tmp_path / "classify", seed=cfg.seed)
     ev = json.loads((tmp_path / "classify" / "eval.json").read_text(encoding="utf-8"))
     assert res.steps == 6 and ev["steps"] == 6 and ev["best_step"] == 2
@@ -80,6 +98,10 @@ def test_finetune_stops_early_and_records_the_best_step(tmp_path, tiny_base):
     assert res.validation["macro_f1"] == evals[0]["val_macro_f1"] == ev["validation"]["macro_f1"]
     assert ev["output_dir"] == "adapter" and res.output_dir == str(tmp_path / "classify" / "adapter")
     task = json.loads((tmp_path / "classify" / "adapter" / "kolm_task.json").read_text(encoding="utf-8"))
-    assert task["task"] == "classify" and task["labels"] == ["부정", "긍정"] and task["base_model"] == str(tiny_base.resolve())
+    assert (
+        task["task"] == "classify"
+        and task["labels"] == ["부정", "긍정"]
+        and task["base_model"] == str(tiny_base.resolve())
+    )
     adapter_cfg = json.loads((tmp_path / "classify" / "adapter" / "adapter_config.json").read_text(encoding="utf-8"))
     assert adapter_cfg["base_model_name_or_path"] == str(tiny_base.resolve())

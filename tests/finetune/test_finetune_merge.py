@@ -13,8 +13,19 @@ from kolm.models.loading import load_model, task_info
 
 
 def test_classifier_adapter_merges_with_its_labels(tmp_path, tiny_base):
-    cfg = load_config("tiny", ["finetune.max_steps=2", "finetune.eval_every=2", "finetune.batch_size=8", "finetune.seq_len=48",
-                               "finetune.classify.max_eval=8", "finetune.lr=0.01", "device=cpu"], run_dir=tmp_path / "run")
+    cfg = load_config(
+        "tiny",
+        [
+            "finetune.max_steps=2",
+            "finetune.eval_every=2",
+            "finetune.batch_size=8",
+            "finetune.seq_len=48",
+            "finetune.classify.max_eval=8",
+            "finetune.lr=0.01",
+            "device=cpu",
+        ],
+        run_dir=tmp_path / "run",
+    )
     finetune(cfg.finetune, "classify", "lora", base_model=tiny_base, out=tmp_path / "classify", seed=cfg.seed)
     merged_dir = merge_adapter(tmp_path / "classify", tmp_path / "merged")  # the task dir is enough; base as recorded
     assert task_info(merged_dir)["labels"] == ["부정", "긍정"] and "base_model" not in task_info(merged_dir)

@@ -19,8 +19,13 @@ def tiny(task: str):
     from kolm.models.registry import hf_config
 
     torch.manual_seed(0)
-    cfg = hf_config(ModelConfig(d_model=32, n_layers=2, max_seq_len=64, gpt=GPTConfig(n_heads=4, n_kv_heads=2, ffn_dim=64)),
-                    vocab_size=64, bos_id=1, eos_id=2, pad_id=0)
+    cfg = hf_config(
+        ModelConfig(d_model=32, n_layers=2, max_seq_len=64, gpt=GPTConfig(n_heads=4, n_kv_heads=2, ffn_dim=64)),
+        vocab_size=64,
+        bos_id=1,
+        eos_id=2,
+        pad_id=0,
+    )
     cfg.num_labels = 2
     return (KolmGPTForSequenceClassification if task == "classify" else KolmGPTForCausalLM)(cfg)
 

@@ -16,9 +16,19 @@ from kolm.models.loading import load_model
 
 
 def _cfg(tmp_path, *over):
-    return load_config("tiny", ["finetune.max_steps=6", "finetune.eval_every=3", "finetune.batch_size=8",
-                                "finetune.seq_len=48", "finetune.classify.max_eval=40", "device=cpu", *over],
-                       run_dir=tmp_path / "run")
+    return load_config(
+        "tiny",
+        [
+            "finetune.max_steps=6",
+            "finetune.eval_every=3",
+            "finetune.batch_size=8",
+            "finetune.seq_len=48",
+            "finetune.classify.max_eval=40",
+            "device=cpu",
+            *over,
+        ],
+        run_dir=tmp_path / "run",
+    )
 
 
 def test_lora_classifier_writes_peft_adapter_and_scores(tmp_path, tiny_base):
@@ -62,8 +72,9 @@ def test_sft_adapter_merges_to_identical_logits(tmp_path, tiny_base):
     adapter = tmp_path / "sft" / "adapter"
     peft_model, _ = load_model(adapter, base_model=tiny_base)
     merged_dir = merge_adapter(adapter, tmp_path / "merged", tiny_base)
-    import kolm.models.registry  # noqa: F401
     from transformers import AutoModelForCausalLM
+
+    import kolm.models.registry  # noqa: F401
 
     merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
     base = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
@@ -80,8 +91,16 @@ def test_adapter_on_wrong_base_is_a_clear_error(tmp_path, tiny_base):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     other = tmp_path / "other"
-    LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                 num_attention_heads=2, num_key_value_heads=1)).save_pretrained(other)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=50,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+        )
+    ).save_pretrained(other)
     with pytest.raises(KolmError, match="does not fit the base model"):
         load_model(tmp_path / "sft" / "adapter", base_model=other)
 
@@ -94,8 +113,14 @@ def test_missing_base_model_is_a_clear_error(tmp_path):
 def test_compare_runs_each_method_in_its_own_process_and_writes_the_table(tmp_path, tiny_base):
     from kolm.run import run_stage
 
-    cfg = _cfg(tmp_path, f"finetune.base_model={tiny_base}", "finetune.max_steps=2", "finetune.eval_every=2",
-               "finetune.compare_methods=[lora, ia3]", "finetune.classify.max_eval=16")
+    cfg = _cfg(
+        tmp_path,
+        f"finetune.base_model={tiny_base}",
+        "finetune.max_steps=2",
+        "finetune.eval_every=2",
+        "finetune.compare_methods=[lora, ia3]",
+        "finetune.classify.max_eval=16",
+    )
     result = run_stage(cfg, "finetune", action="compare")
     out = tmp_path / "run" / "finetune" / "compare"
     table = (out / "compare.md").read_text(encoding="utf-8")

@@ -73,8 +73,13 @@ def test_bf16_autocast_training_step_is_finite_and_close_to_fp32():
 
     # Optimizer steps through the training loop in bf16: finite losses, the weights move and stay fp32.
     before = _params(model)
-    state = train(model, itertools.repeat(batch), build_adamw(model, lr=1e-3),
-                  settings=LoopSettings(max_steps=3, precision="bf16", log_every=1), device="cuda")
+    state = train(
+        model,
+        itertools.repeat(batch),
+        build_adamw(model, lr=1e-3),
+        settings=LoopSettings(max_steps=3, precision="bf16", log_every=1),
+        device="cuda",
+    )
     assert state.step == 3 and math.isfinite(state.loss)
     assert state.loss < float(fp32.loss)  # the same batch three times: the loss goes down
     assert all(p.dtype == torch.float32 for p in model.parameters())
@@ -129,8 +134,14 @@ def test_training_loop_reports_mfu_on_cuda(tmp_path):
     fpt = flops_per_token(count_params(model, exclude_embeddings=True), 4, 512, seq)
     settings = LoopSettings(max_steps=6, precision="bf16", log_every=1, flops_per_token=fpt, peak_flops=peak)
     metrics = tmp_path / "metrics.jsonl"
-    train(model, itertools.repeat(_batch(4096, 16, seq)), build_adamw(model, 1e-3), settings=settings, device="cuda",
-          metrics_path=metrics)
+    train(
+        model,
+        itertools.repeat(_batch(4096, 16, seq)),
+        build_adamw(model, 1e-3),
+        settings=settings,
+        device="cuda",
+        metrics_path=metrics,
+    )
     rows = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert all("mfu" in r for r in rows)
@@ -147,11 +158,25 @@ def test_pretrain_stage_on_cuda_reports_mfu_and_checkpoints_the_cuda_rng(tmp_pat
     run_dir = tmp_path / "run"
     make_data(run_dir / "data")
     make_tokenizer(run_dir / "tokenizer")
-    cfg = load_config("tiny", [
-        "device=cuda", "model.d_model=256", "model.n_layers=4", "pretrain.max_steps=8", "pretrain.warmup_steps=1",
-        "pretrain.seq_len=128", "pretrain.batch_size=16", "pretrain.log_every=1", "pretrain.eval_every=4",
-        "pretrain.eval_batches=1", "pretrain.save_every=4", "pretrain.sample_max_new_tokens=4", "pretrain.precision=auto",
-    ], run_dir=run_dir)
+    cfg = load_config(
+        "tiny",
+        [
+            "device=cuda",
+            "model.d_model=256",
+            "model.n_layers=4",
+            "pretrain.max_steps=8",
+            "pretrain.warmup_steps=1",
+            "pretrain.seq_len=128",
+            "pretrain.batch_size=16",
+            "pretrain.log_every=1",
+            "pretrain.eval_every=4",
+            "pretrain.eval_batches=1",
+            "pretrain.save_every=4",
+            "pretrain.sample_max_new_tokens=4",
+            "pretrain.precision=auto",
+        ],
+        run_dir=run_dir,
+    )
     run_stage(cfg, "pretrain")
     out = run_dir / "pretrain"
     assert json.loads((out / "manifest.json").read_text(encoding="utf-8"))["status"] == "done"
@@ -163,8 +188,9 @@ def test_pretrain_stage_on_cuda_reports_mfu_and_checkpoints_the_cuda_rng(tmp_pat
         assert all(r["mfu"] > 0 for r in rows[1:])
     rng = torch.load(out / "checkpoints" / "step-8" / "rng.pt", weights_only=False)
     assert "cuda" in rng
-    import kolm.models.registry  # noqa: F401
     from transformers import AutoModelForCausalLM
+
+    import kolm.models.registry  # noqa: F401
 
     final = AutoModelForCausalLM.from_pretrained(out / "final")
     assert all(p.device.type == "cpu" and p.dtype == torch.float32 for p in final.parameters())
@@ -190,8 +216,13 @@ def _free_port() -> int:
 @pytest.fixture
 def nccl_world_of_one(monkeypatch):
     """A torch.distributed process group of one rank over NCCL (what torchrun would set up), left afterwards."""
-    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0",
-                       "WORLD_SIZE": "1", "LOCAL_RANK": "0"}.items():
+    for key, value in {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+    }.items():
         monkeypatch.setenv(key, value)
     torch.cuda.set_device(0)
     torch.distributed.init_process_group(backend="nccl", rank=0, world_size=1)
@@ -244,7 +275,9 @@ def test_fsdp2_bf16_mixed_precision_trains_and_checkpoints(nccl_world_of_one, tm
     # A checkpoint of the sharded model (gathered to full state dicts) loads back exactly.
     ckpt = Checkpointer(tmp_path / "checkpoints", is_main=dist.is_main())
     path = ckpt.save(2, model, optimizer)
-    train(model, itertools.repeat(batch), optimizer, settings=LoopSettings(max_steps=1, precision="bf16"), device="cuda:0")
+    train(
+        model, itertools.repeat(batch), optimizer, settings=LoopSettings(max_steps=1, precision="bf16"), device="cuda:0"
+    )
     assert any(not torch.equal(trained[k], v) for k, v in _full_state(model).items())
     ckpt.load(path, model, optimizer)
     assert all(torch.equal(trained[k], v) for k, v in _full_state(model).items())
@@ -261,9 +294,18 @@ def base_dir(tmp_path):
 
     tok = make_chat_tokenizer()
     torch.manual_seed(0)
-    model = KolmGPTForCausalLM(make_config(vocab_size=len(tok), d_model=64, ffn_dim=256, max_seq_len=128,
-                                           tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
-                                           bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
+    model = KolmGPTForCausalLM(
+        make_config(
+            vocab_size=len(tok),
+            d_model=64,
+            ffn_dim=256,
+            max_seq_len=128,
+            tie_word_embeddings=True,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+    )
     out = tmp_path / "base"
     model.save_pretrained(out)
     tok.save_pretrained(out)
@@ -275,12 +317,24 @@ def _finetune(tmp_path, base: Path, task: str, method: str) -> dict:
     from kolm.config import load_config
     from kolm.run import run_stage
 
-    cfg = load_config("tiny", [
-        "device=cuda", f"finetune.base_model={base}", f"finetune.tasks=[{task}]", f"finetune.method={method}",
-        "finetune.max_steps=4", "finetune.eval_every=2", "finetune.warmup_steps=1", "finetune.batch_size=16",
-        "finetune.seq_len=64", "finetune.classify.max_train=128", "finetune.classify.max_eval=32",
-        "finetune.sft.max_train=64",
-    ], run_dir=tmp_path / "run")
+    cfg = load_config(
+        "tiny",
+        [
+            "device=cuda",
+            f"finetune.base_model={base}",
+            f"finetune.tasks=[{task}]",
+            f"finetune.method={method}",
+            "finetune.max_steps=4",
+            "finetune.eval_every=2",
+            "finetune.warmup_steps=1",
+            "finetune.batch_size=16",
+            "finetune.seq_len=64",
+            "finetune.classify.max_train=128",
+            "finetune.classify.max_eval=32",
+            "finetune.sft.max_train=64",
+        ],
+        run_dir=tmp_path / "run",
+    )
     run_stage(cfg, "finetune")
     return json.loads((tmp_path / "run" / "finetune" / task / "eval.json").read_text(encoding="utf-8"))
 

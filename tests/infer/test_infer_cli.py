@@ -8,16 +8,18 @@ from kolm.cli.main import build_app
 
 
 def test_generate_streams_one_prompt(model_dir):
-    res = CliRunner().invoke(build_app(), ["generate", "--model", str(model_dir), "--prompt", "오늘은", "-n", "8",
-                                           "--temperature", "0"])
+    res = CliRunner().invoke(
+        build_app(), ["generate", "--model", str(model_dir), "--prompt", "오늘은", "-n", "8", "--temperature", "0"]
+    )
     assert res.exit_code == 0, res.output
     assert res.output.startswith("오늘은") and "tok/s" in res.output
 
 
 def test_generate_batch_and_bad_model_dir(model_dir, tmp_path):
     runner = CliRunner()
-    res = runner.invoke(build_app(), ["generate", "-m", str(model_dir), "-p", "오늘은", "-p", "서울의 봄은", "-n", "4",
-                                      "--seed", "0"])
+    res = runner.invoke(
+        build_app(), ["generate", "-m", str(model_dir), "-p", "오늘은", "-p", "서울의 봄은", "-n", "4", "--seed", "0"]
+    )
     assert res.exit_code == 0, res.output
     assert res.output.count("---") == 2
     from kolm.errors import CheckpointError
@@ -27,8 +29,11 @@ def test_generate_batch_and_bad_model_dir(model_dir, tmp_path):
 
 
 def test_chat_loop_reset_and_exit(model_dir):
-    res = CliRunner().invoke(build_app(), ["chat", "--model", str(model_dir), "-n", "6", "--seed", "0"],
-                             input="안녕하세요\n/reset\n날씨 어때요?\n/exit\n이건 보내지 않음\n")
+    res = CliRunner().invoke(
+        build_app(),
+        ["chat", "--model", str(model_dir), "-n", "6", "--seed", "0"],
+        input="안녕하세요\n/reset\n날씨 어때요?\n/exit\n이건 보내지 않음\n",
+    )
     assert res.exit_code == 0, res.output
     assert res.output.count("모델> ") == 2 and "conversation reset" in res.output
 
@@ -40,8 +45,13 @@ def test_chat_history_uses_template(model_dir):
 
     model, tok = load_model(model_dir)
     out: list[str] = []
-    msgs = chat_loop(Engine(model, tok), SamplingParams(max_new_tokens=4, temperature=0), ["하나", "둘"], out.append,
-                     system="친절하게")
+    msgs = chat_loop(
+        Engine(model, tok),
+        SamplingParams(max_new_tokens=4, temperature=0),
+        ["하나", "둘"],
+        out.append,
+        system="친절하게",
+    )
     assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant"]
 
 
@@ -53,7 +63,9 @@ def test_lora_adapter_dir_is_merged_for_generation(model_dir, tmp_path):
     from kolm.models.loading import load_model
 
     base, _ = load_model(model_dir)
-    lora = peft.get_peft_model(base, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+    lora = peft.get_peft_model(
+        base, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
+    )
     for n, p in lora.named_parameters():
         if "lora_B" in n:
             torch.nn.init.normal_(p, std=0.3)
@@ -75,8 +87,9 @@ def _main(args, cwd=None):
     import sys
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "kolm.cli.main", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "kolm.cli.main", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_corrupt_weights_are_one_line_errors(model_dir, tmp_path):
@@ -86,8 +99,11 @@ def test_corrupt_weights_are_one_line_errors(model_dir, tmp_path):
     shutil.copytree(model_dir, broken)
     weights = broken / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 3])  # truncated download
-    for args in (["generate", "-m", str(broken), "-p", "x", "-n", "2"], ["chat", "-m", str(broken)],
-                 ["export", "-m", str(broken), "-o", str(tmp_path / "out")]):
+    for args in (
+        ["generate", "-m", str(broken), "-p", "x", "-n", "2"],
+        ["chat", "-m", str(broken)],
+        ["export", "-m", str(broken), "-o", str(tmp_path / "out")],
+    ):
         res = _main(args)
         assert res.returncode == 2, (args, res.stderr[-2000:])
         assert res.stderr.startswith("kolm: error:") and str(weights) in res.stderr, res.stderr
@@ -119,12 +135,18 @@ def test_adapter_saved_in_a_run_loads_from_another_folder(model_dir, tmp_path):
     write_task_info(adapter, "sft", "lora", [], base_dir)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    res = _main(["generate", "-m", str(adapter.resolve()), "-p", "오늘은", "-n", "2", "--temperature", "0"], cwd=elsewhere)
+    res = _main(
+        ["generate", "-m", str(adapter.resolve()), "-p", "오늘은", "-n", "2", "--temperature", "0"], cwd=elsewhere
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     moved = tmp_path / "moved"
     shutil.move(str(run), moved)  # the whole run dir moved: the relative record still finds the base
-    res = _main(["generate", "-m", str(moved / "finetune" / "sft" / "adapter"), "-p", "오늘은", "-n", "2"], cwd=elsewhere)
+    res = _main(
+        ["generate", "-m", str(moved / "finetune" / "sft" / "adapter"), "-p", "오늘은", "-n", "2"], cwd=elsewhere
+    )
     assert res.returncode == 0, res.stderr[-2000:]
-    res = _main(["chat", "-m", str(moved / "finetune" / "sft" / "adapter"), "--base-model", str(tmp_path / "nope")],
-                cwd=elsewhere)
+    res = _main(
+        ["chat", "-m", str(moved / "finetune" / "sft" / "adapter"), "--base-model", str(tmp_path / "nope")],
+        cwd=elsewhere,
+    )
     assert res.returncode == 2 and "--base-model" in res.stderr

@@ -23,7 +23,7 @@ def recompute_greedy(model, ids: list[int], n: int) -> list[int]:
     with torch.no_grad():
         for _ in range(n):
             seq.append(int(model(torch.tensor([seq]), use_cache=False).logits[0, -1].argmax()))
-    return seq[len(ids):]
+    return seq[len(ids) :]
 
 
 def test_cached_decode_equals_full_recompute(model):
@@ -48,13 +48,15 @@ def test_engine_agrees_with_hf_generate(model):
     for p in prompts:
         x = torch.tensor([p])
         kw = dict(max_new_tokens=12, do_sample=False, pad_token_id=0, eos_token_id=None)
-        ours_hf = model.generate(x, **kw)[0, len(p):].tolist()  # HF generate() on our model (DynamicCache path)
-        llama = hf.generate(x, **kw)[0, len(p):].tolist()
+        ours_hf = model.generate(x, **kw)[0, len(p) :].tolist()  # HF generate() on our model (DynamicCache path)
+        llama = hf.generate(x, **kw)[0, len(p) :].tolist()
         assert engine.generate([p], GREEDY)[0].token_ids == ours_hf == llama
     # HF generate() with left padding on our model, too.
     batch = torch.tensor([[0, 0, 0, 1, 3], [1, 17, 33, 250, 9]])
     mask = (batch != 0).long()
-    out = model.generate(batch, attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=0, eos_token_id=None)
+    out = model.generate(
+        batch, attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=0, eos_token_id=None
+    )
     assert out[0, 5:].tolist() == engine.generate([[1, 3]], GREEDY)[0].token_ids[:8]
 
 
@@ -87,7 +89,10 @@ def test_sampling_is_seeded_and_top_k_1_is_greedy(model):
     s2 = engine.generate([p], SamplingParams(max_new_tokens=10, temperature=1.0, seed=3, eos_token_ids=[]))[0]
     assert s1.token_ids == s2.token_ids
     k1 = engine.generate([p], SamplingParams(max_new_tokens=10, temperature=0.7, top_k=1, seed=5, eos_token_ids=[]))[0]
-    assert k1.token_ids == engine.generate([p], SamplingParams(max_new_tokens=10, temperature=0, eos_token_ids=[]))[0].token_ids
+    assert (
+        k1.token_ids
+        == engine.generate([p], SamplingParams(max_new_tokens=10, temperature=0, eos_token_ids=[]))[0].token_ids
+    )
 
 
 def test_filters_and_penalty():
@@ -105,9 +110,13 @@ def test_filters_and_penalty():
 
 def test_repetition_penalty_matches_hf(model):
     p = [1, 17, 33, 250, 9]
-    ours = Engine(model).generate([p], SamplingParams(max_new_tokens=10, temperature=0, repetition_penalty=1.8, eos_token_ids=[]))[0]
-    hf = model.generate(torch.tensor([p]), max_new_tokens=10, do_sample=False, repetition_penalty=1.8, pad_token_id=0, eos_token_id=None)
-    assert ours.token_ids == hf[0, len(p):].tolist()
+    ours = Engine(model).generate(
+        [p], SamplingParams(max_new_tokens=10, temperature=0, repetition_penalty=1.8, eos_token_ids=[])
+    )[0]
+    hf = model.generate(
+        torch.tensor([p]), max_new_tokens=10, do_sample=False, repetition_penalty=1.8, pad_token_id=0, eos_token_id=None
+    )
+    assert ours.token_ids == hf[0, len(p) :].tolist()
 
 
 def test_stop_strings_and_streaming_text(model_dir, tokenizer):
@@ -117,12 +126,21 @@ def test_stop_strings_and_streaming_text(model_dir, tokenizer):
     free = engine.generate(["오늘은 날씨가"], SamplingParams(max_new_tokens=16, temperature=0, eos_token_ids=[]))[0]
     assert free.text
     stop = free.text[3:5]
-    cut = engine.generate(["오늘은 날씨가"], SamplingParams(max_new_tokens=16, temperature=0, stop=[stop], eos_token_ids=[]))[0]
+    cut = engine.generate(
+        ["오늘은 날씨가"], SamplingParams(max_new_tokens=16, temperature=0, stop=[stop], eos_token_ids=[])
+    )[0]
     assert cut.finish_reason == "stop" and cut.text == free.text[: free.text.index(stop)]
     done = Completion(token_ids=[])
-    pieces = list(engine.stream("오늘은 날씨가", SamplingParams(max_new_tokens=16, temperature=0, stop=[stop], eos_token_ids=[]), done))
+    pieces = list(
+        engine.stream(
+            "오늘은 날씨가", SamplingParams(max_new_tokens=16, temperature=0, stop=[stop], eos_token_ids=[]), done
+        )
+    )
     assert "".join(pieces) == cut.text and done.finish_reason == "stop"
-    assert "".join(engine.stream("오늘은 날씨가", SamplingParams(max_new_tokens=16, temperature=0, eos_token_ids=[]))) == free.text
+    assert (
+        "".join(engine.stream("오늘은 날씨가", SamplingParams(max_new_tokens=16, temperature=0, eos_token_ids=[])))
+        == free.text
+    )
 
 
 def test_prompt_longer_than_max_positions_is_a_clear_error(model):

@@ -36,8 +36,12 @@ def test_hf_llama_export_loads_without_kolm_and_matches(model_dir, tmp_path):
     ours, _ = load_model(model_dir)
     x = torch.randint(0, ours.config.vocab_size, (2, 24), generator=torch.Generator().manual_seed(0))
     # A fresh interpreter without kolm on the import path's registry: only vanilla transformers.
-    res = subprocess.run([sys.executable, "-c", CHECK, str(out), json.dumps(x.tolist()), str(tmp_path / "l.pt")],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", CHECK, str(out), json.dumps(x.tolist()), str(tmp_path / "l.pt")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.startswith("LlamaForCausalLM")
     with torch.no_grad():

@@ -14,7 +14,7 @@ def test_hand_computed_scores():
     d = score.as_dict()
     assert d["tokens"] == 4 and d["chars"] == 4 and d["docs"] == 2
     assert d["nll"] == pytest.approx(6 * math.log(2) / 4)
-    assert d["perplexity"] == pytest.approx(2 ** 1.5)  # exp(mean nll) = 2^(6 bits / 4 tokens)
+    assert d["perplexity"] == pytest.approx(2**1.5)  # exp(mean nll) = 2^(6 bits / 4 tokens)
     assert d["bpc"] == pytest.approx(6 / 4)  # 6 bits over 4 characters
     assert d["bpb"] == pytest.approx(6 / 8)  # 6 bits over 6 + 2 bytes
 

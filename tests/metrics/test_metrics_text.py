@@ -66,4 +66,7 @@ def test_bleu_falls_back_to_kiwi_without_mecab(monkeypatch):
 def test_rouge_char_tokens_by_hand():
     # syllables: hypothesis 가 나 다 , reference 가 나 라 마 -> overlap 2; P=2/3 R=2/4 F1=4/7
     assert rouge(["가나다"], ["가나라마"], "char")["rouge1"] == pytest.approx(4 / 7)
-    assert korean_tokens("가, 나!", "char") == ["가", "나"] and korean_tokens("학교에서 공부", "eojeol") == ["학교에서", "공부"]
+    assert korean_tokens("가, 나!", "char") == ["가", "나"] and korean_tokens("학교에서 공부", "eojeol") == [
+        "학교에서",
+        "공부",
+    ]

@@ -29,8 +29,9 @@ def make_tokenizer(vocab_size: int = 300):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(KOREAN * 3, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
     fast.chat_template = CHAT_TEMPLATE
@@ -40,8 +41,18 @@ def make_tokenizer(vocab_size: int = 300):
 def make_config(vocab_size: int = 300, **overrides):
     from kolm.models.gpt import KolmGPTConfig
 
-    kw = dict(vocab_size=vocab_size, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64, max_seq_len=64,
-              pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    kw = dict(
+        vocab_size=vocab_size,
+        d_model=32,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        ffn_dim=64,
+        max_seq_len=64,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     kw.update(overrides)
     return KolmGPTConfig(**kw)
 
@@ -85,8 +96,12 @@ def tokenizer():
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory, tokenizer):
     """A saved tiny KolmGPT model dir (safetensors) with its tokenizer."""
-    model = make_model(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    model = make_model(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     out = tmp_path_factory.mktemp("kolm_model")
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

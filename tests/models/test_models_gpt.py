@@ -64,21 +64,36 @@ def test_meta_build_equals_shapes_and_is_initialised():
     eager = KolmGPTForCausalLM(m.config)  # the same config built the ordinary way
     # Same parameters and buffers, with the same shapes and dtypes, all materialised on the CPU.
     assert {n: (t.shape, t.dtype) for n, t in m.state_dict().items()} == {
-        n: (t.shape, t.dtype) for n, t in eager.state_dict().items()}
+        n: (t.shape, t.dtype) for n, t in eager.state_dict().items()
+    }
     assert all(t.device.type == "cpu" for t in [*m.parameters(), *m.buffers()])
     # Initialised per `_init_weights` (not the uninitialised memory `to_empty` leaves behind).
     std, n_layers = m.config.init_std, m.config.n_layers
     layers = m.model.layers
     emb = m.model.embed_tokens.weight
-    plain = torch.cat([p.weight.flatten() for layer in layers
-                       for p in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj,
-                                 layer.mlp.gate_proj, layer.mlp.up_proj)])
-    residual = torch.cat([p.weight.flatten() for layer in layers for p in (layer.self_attn.o_proj, layer.mlp.down_proj)])
+    plain = torch.cat(
+        [
+            p.weight.flatten()
+            for layer in layers
+            for p in (
+                layer.self_attn.q_proj,
+                layer.self_attn.k_proj,
+                layer.self_attn.v_proj,
+                layer.mlp.gate_proj,
+                layer.mlp.up_proj,
+            )
+        ]
+    )
+    residual = torch.cat(
+        [p.weight.flatten() for layer in layers for p in (layer.self_attn.o_proj, layer.mlp.down_proj)]
+    )
     assert float(emb.mean()) == pytest.approx(0.0, abs=0.1 * std)
     assert float(emb.std()) == pytest.approx(std, rel=0.1)
     assert float(plain.std()) == pytest.approx(std, rel=0.1)
     assert float(residual.std()) == pytest.approx(std / math.sqrt(2 * n_layers), rel=0.1)
-    norms = [layer.input_layernorm.weight for layer in layers] + [layer.post_attention_layernorm.weight for layer in layers]
+    norms = [layer.input_layernorm.weight for layer in layers] + [
+        layer.post_attention_layernorm.weight for layer in layers
+    ]
     assert all(bool((w == 1).all()) for w in [*norms, m.model.norm.weight])
     # An initialised model predicts almost uniformly: the loss of random tokens is close to ln(vocab).
     x = torch.randint(3, 300, (2, 16), generator=torch.Generator().manual_seed(0))
@@ -145,6 +160,7 @@ def test_hf_generate_matches_llama_greedy():
 
 def test_lora_attaches_to_standard_names():
     import peft
+
     model = make_model()
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     lora = peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=8, target_modules=targets, task_type="CAUSAL_LM"))
@@ -186,8 +202,10 @@ def test_sequence_classification_pools_last_real_token(tmp_path):
     x = torch.randint(3, 300, (1, 9))
     with torch.no_grad():
         alone = clf(x).logits
-        left = clf(torch.cat([torch.zeros(1, 4, dtype=torch.long), x], 1),
-                   attention_mask=torch.cat([torch.zeros(1, 4), torch.ones(1, 9)], 1).long()).logits
+        left = clf(
+            torch.cat([torch.zeros(1, 4, dtype=torch.long), x], 1),
+            attention_mask=torch.cat([torch.zeros(1, 4), torch.ones(1, 9)], 1).long(),
+        ).logits
         right = clf(torch.cat([x, torch.zeros(1, 4, dtype=torch.long)], 1)).logits  # pad id 0, no mask
     torch.testing.assert_close(left, alone, atol=1e-5, rtol=0)
     torch.testing.assert_close(right, alone, atol=1e-5, rtol=0)
@@ -211,13 +229,14 @@ def test_in_place_updates_without_version_bump_are_seen():
     """Fused AdamW (CPU) and FSDP2 write weights in place without bumping `_version`; no stale fused copy may be used."""
     import torch
 
-    from kolm.models.blocks import reuse_fused_weights
     from kolm.model_config import GPTConfig, ModelConfig
+    from kolm.models.blocks import reuse_fused_weights
     from kolm.models.registry import build_causal_lm
 
     torch.manual_seed(0)
-    model = build_causal_lm(ModelConfig(d_model=32, n_layers=1, max_seq_len=32, gpt=GPTConfig(n_heads=4, n_kv_heads=2, ffn_dim=64)),
-                            50).eval()
+    model = build_causal_lm(
+        ModelConfig(d_model=32, n_layers=1, max_seq_len=32, gpt=GPTConfig(n_heads=4, n_kv_heads=2, ffn_dim=64)), 50
+    ).eval()
     ids = torch.randint(0, 50, (1, 8))
     with torch.no_grad():
         before = model(input_ids=ids).logits

@@ -51,7 +51,9 @@ def test_run_config_errors_name_the_nested_field():
         load_config("tiny", ["model.gpt.n_head=2"])
     with pytest.raises(ConfigError, match=r"model\.d_model \(128\) must be a multiple of model\.gpt\.n_heads \(3\)"):
         load_config("tiny", ["model.gpt.n_heads=3"])
-    with pytest.raises(ConfigError, match=r"model\.gpt\.n_heads \(4\) must be a multiple of model\.gpt\.n_kv_heads \(3\)"):
+    with pytest.raises(
+        ConfigError, match=r"model\.gpt\.n_heads \(4\) must be a multiple of model\.gpt\.n_kv_heads \(3\)"
+    ):
         load_config("tiny", ["model.gpt.n_kv_heads=3"])
     with pytest.raises(ConfigError, match=r"model\.n_heads: unknown key.*gpt"):  # moved into model.gpt
         load_config("tiny", ["model.n_heads=4"])
@@ -107,9 +109,19 @@ def test_build_causal_lm_composes_blocks_with_llama_names():
     block = model.model.layers[0]
     assert isinstance(block, Block) and isinstance(block.self_attn, Attention) and isinstance(block.mlp, SwiGLU)
     assert sorted(k for k in model.state_dict() if k.startswith("model.layers.0.")) == sorted(
-        f"model.layers.0.{k}.weight" for k in (
-            "input_layernorm", "post_attention_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-            "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"))
+        f"model.layers.0.{k}.weight"
+        for k in (
+            "input_layernorm",
+            "post_attention_layernorm",
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.o_proj",
+            "mlp.gate_proj",
+            "mlp.up_proj",
+            "mlp.down_proj",
+        )
+    )
 
 
 def test_kolm_gpt_config_errors_are_one_line_and_value_errors():

@@ -12,8 +12,16 @@ from kolm.tokenizer.train import save_tokenizer, train_tokenizer
 
 
 def test_stage_trains_candidates_and_compares(tmp_path):
-    cfg = load_config(None, ["data.num_proc=1", "tokenizer.vocab_size=600", "tokenizer.compare=[sp_bpe, wordpiece]",
-                             "tokenizer.kiwi_docs=0"], run_dir=tmp_path)
+    cfg = load_config(
+        None,
+        [
+            "data.num_proc=1",
+            "tokenizer.vocab_size=600",
+            "tokenizer.compare=[sp_bpe, wordpiece]",
+            "tokenizer.kiwi_docs=0",
+        ],
+        run_dir=tmp_path,
+    )
     run_stage(cfg, "data")
     result = run_stage(cfg, "tokenizer")
     out = tmp_path / "tokenizer"
@@ -31,10 +39,15 @@ def test_stage_trains_candidates_and_compares(tmp_path):
     assert result.metrics["vocab_size"] == len(hf) or result.metrics["vocab_size"] <= 600
     # `kolm tokenizer compare` with an extra directory
     extra = tmp_path / "extra_tok"
-    tok, stats = train_tokenizer("unigram", ["한국어 문장 하나", "또 다른 한국어 문장"] * 10, TokenizerConfig(vocab_size=300, min_frequency=1))
+    tok, stats = train_tokenizer(
+        "unigram", ["한국어 문장 하나", "또 다른 한국어 문장"] * 10, TokenizerConfig(vocab_size=300, min_frequency=1)
+    )
     save_tokenizer(tok, extra, stats)
-    cfg2 = load_config(None, ["data.num_proc=1", "tokenizer.vocab_size=600", f"tokenizer.compare_dirs=['{extra}']",
-                              "tokenizer.kiwi_docs=0"], run_dir=tmp_path)
+    cfg2 = load_config(
+        None,
+        ["data.num_proc=1", "tokenizer.vocab_size=600", f"tokenizer.compare_dirs=['{extra}']", "tokenizer.kiwi_docs=0"],
+        run_dir=tmp_path,
+    )
     run_stage(cfg2, "tokenizer", action="compare")
     report = json.loads((out / "compare" / "compare.json").read_text(encoding="utf-8"))
     assert "extra_tok" in report["results"] and "sp_bpe" in report["results"]

@@ -16,8 +16,12 @@ TEXTS = [
     "영화 진짜 재밌어요ㅋㅋㅋ 배우들 연기 최고 😀",
     "서울특별시 종로구 세종대로 209\n정부서울청사 앞에서 만나요.",
 ] * 20
-HARD = ["한국어 자연어 처리는 매우 흥미로운 분야입니다.", "처음 보는 글자 뷁 똠얌꿍 𝔘𝔫𝔦 ∮ 🦄\n\n  두 칸  공백\t탭",
-        "ㄱㄴㄷ ㅏㅑ 한자 漢字 日本語 русский", unicodedata.normalize("NFC", unicodedata.normalize("NFD", "자모 분해 후 재조합"))]
+HARD = [
+    "한국어 자연어 처리는 매우 흥미로운 분야입니다.",
+    "처음 보는 글자 뷁 똠얌꿍 𝔘𝔫𝔦 ∮ 🦄\n\n  두 칸  공백\t탭",
+    "ㄱㄴㄷ ㅏㅑ 한자 漢字 日本語 русский",
+    unicodedata.normalize("NFC", unicodedata.normalize("NFD", "자모 분해 후 재조합")),
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +38,9 @@ def test_kind_trains_and_loads(kind, cfg, tmp_path):
     assert hf.bos_token == "<s>" and hf.eos_token == "</s>" and hf.pad_token == "<pad>"
     for t in CHAT_TOKENS:
         assert len(hf.encode(t, add_special_tokens=False)) == 1  # chat tokens are single special tokens
-    chat = hf.apply_chat_template([{"role": "user", "content": "안녕하세요"}], tokenize=False, add_generation_prompt=True)
+    chat = hf.apply_chat_template(
+        [{"role": "user", "content": "안녕하세요"}], tokenize=False, add_generation_prompt=True
+    )
     assert chat == "<s><|user|>\n안녕하세요<|end|>\n<|assistant|>\n"
     assert stats["vocab_size"] <= cfg.vocab_size + 1
     assert json.loads((tmp_path / "stats.json").read_text(encoding="utf-8"))["kind"] == kind
@@ -87,8 +93,15 @@ def test_morpheme_bpe_round_trip_and_no_kiwi_needed_to_load(tmp_path):
         assert hf.decode(hf.encode(text, add_special_tokens=False)) == text
     # Merges never join a stem and its particle: no token spans the stem|particle boundary, while the
     # plain byte-level BPE trained on the same texts with the same budget does merge across some of them.
-    stem_particle = [(0, "처리", "는"), (1, "오늘", "은"), (1, "날씨", "가"), (1, "가족", "과"), (1, "공원", "에"),
-                     (1, "자전거", "도"), (2, "모델", "은")]
+    stem_particle = [
+        (0, "처리", "는"),
+        (1, "오늘", "은"),
+        (1, "날씨", "가"),
+        (1, "가족", "과"),
+        (1, "공원", "에"),
+        (1, "자전거", "도"),
+        (2, "모델", "은"),
+    ]
     plain_dir = tmp_path / "plain"
     plain_tok, plain_stats = train_tokenizer("bytelevel_bpe", TEXTS, cfg)
     save_tokenizer(plain_tok, plain_dir, plain_stats)

@@ -23,8 +23,9 @@ def _records(run_dir):
 def single_process(tiny_artifacts, tmp_path_factory):
     import shutil
 
-    from kolm.config import load_config
     from train_helpers import tiny_overrides
+
+    from kolm.config import load_config
 
     run_dir = tmp_path_factory.mktemp("single")
     shutil.copytree(tiny_artifacts, run_dir, dirs_exist_ok=True)
@@ -41,8 +42,21 @@ def test_two_processes_match_one(strategy, single_process, tiny_artifacts, tmp_p
 
     shutil.copytree(tiny_artifacts, tmp_path, dirs_exist_ok=True)
     overrides = tiny_overrides(**COMMON, **{"pretrain.batch_size": 2, "pretrain.distributed": strategy})
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "kolm.cli.launch", "--config", "tiny", "--run-dir", str(tmp_path), *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "kolm.cli.launch",
+        "--config",
+        "tiny",
+        "--run-dir",
+        str(tmp_path),
+        *overrides,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -23,8 +23,9 @@ def test_schedules():
 
 
 def test_param_groups_exempt_norms_biases_embeddings():
-    model = torch.nn.ModuleDict({"emb": torch.nn.Embedding(10, 4), "lin": torch.nn.Linear(4, 4),
-                                 "norm": torch.nn.LayerNorm(4)})
+    model = torch.nn.ModuleDict(
+        {"emb": torch.nn.Embedding(10, 4), "lin": torch.nn.Linear(4, 4), "norm": torch.nn.LayerNorm(4)}
+    )
     decay, no_decay = param_groups(model, 0.1)
     assert decay["weight_decay"] == 0.1 and [p.shape for p in decay["params"]] == [torch.Size([4, 4])]
     assert len(no_decay["params"]) == 4  # embedding, bias, norm weight and bias
@@ -51,8 +52,9 @@ def test_pack_roundtrip_and_noop(tmp_path):
     index, packed = pack_splits({"train": texts}, _Tok(), tmp_path, eos_id=1, fingerprint="a", shard_tokens=1000)
     assert packed and index["dtype"] == "uint16"
     raw = np.fromfile(tmp_path / "train-00000.bin", dtype=np.uint16)
-    assert raw.tolist() == [ord(c) % 500 for c in "가나다라"] + [1] + [ord(c) % 500 for c in "마바사"] + [1] + \
-        [ord(c) % 500 for c in "아자차카타파하"] + [1]
+    assert raw.tolist() == [ord(c) % 500 for c in "가나다라"] + [1] + [ord(c) % 500 for c in "마바사"] + [1] + [
+        ord(c) % 500 for c in "아자차카타파하"
+    ] + [1]
     assert index["splits"]["train"]["chars"] == 4 + 3 + 7 + 3
     _, packed_again = pack_splits({"train": lambda: iter(["unused"])}, _Tok(), tmp_path, 1, "a")
     assert not packed_again  # same fingerprint: nothing re-read or re-written
@@ -83,8 +85,15 @@ def test_activation_checkpointing_keeps_the_gradients():
     from kolm.train.stage import enable_activation_checkpointing
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=16)
+    cfg = LlamaConfig(
+        vocab_size=50,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=16,
+    )
     a = LlamaForCausalLM(cfg)
     b = LlamaForCausalLM(cfg)
     b.load_state_dict(a.state_dict())

@@ -64,7 +64,9 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tiny_run, tmp_path, m
     assert len(optimizer_updates) == 10 - 6
     assert result.metrics["steps"] == 10
     # metrics.jsonl holds every step exactly once: kept rows 1-6 of the first run, rows 7-10 of the second
-    rows = [json.loads(x) for x in (part.run_path / "pretrain" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows = [
+        json.loads(x) for x in (part.run_path / "pretrain" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     assert [r["step"] for r in rows] == list(range(1, 11))
 
     a, b = _losses(full.run_path), _losses(part.run_path)

@@ -29,6 +29,7 @@ def test_pretrain_stage_writes_everything(tiny_run):
     from transformers import AutoModelForCausalLM
 
     import kolm.models.registry  # noqa: F401
+
     model = AutoModelForCausalLM.from_pretrained(str(out / "final"))
     assert model.config.model_type == "kolm_gpt" and model.config.vocab_size > 0
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-_WORDS = ("오늘 날씨가 맑고 바람이 시원하다 영화가 정말 재미있었다 배우의 연기가 훌륭했다 이야기는 조금 지루했지만 "
-          "음악이 아름다웠다 서울에서 부산까지 기차를 탔다 친구와 함께 점심을 먹었다 도서관에서 책을 읽었다 "
-          "인공지능 기술이 빠르게 발전하고 있다 한국어 문장을 학습한다").split()
+_WORDS = (
+    "오늘 날씨가 맑고 바람이 시원하다 영화가 정말 재미있었다 배우의 연기가 훌륭했다 이야기는 조금 지루했지만 "
+    "음악이 아름다웠다 서울에서 부산까지 기차를 탔다 친구와 함께 점심을 먹었다 도서관에서 책을 읽었다 "
+    "인공지능 기술이 빠르게 발전하고 있다 한국어 문장을 학습한다"
+).split()
 
 
 def korean_texts(n: int, seed: int = 0) -> list[str]:
@@ -25,11 +27,16 @@ def make_tokenizer(out: Path, vocab_size: int = 300) -> Path:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     specials = ["<s>", "</s>", "<pad>", "<unk>"]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(korean_texts(300), trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
     out.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(str(out))
     return out
@@ -51,11 +58,24 @@ def make_data(out: Path, n_train: int = 400, n_val: int = 40) -> Path:
 def tiny_overrides(**extra) -> list[str]:
     """Overrides that shrink the tiny preset to a few seconds."""
     base = {
-        "device": "cpu", "model.d_model": 32, "model.n_layers": 2, "model.gpt.n_heads": 2, "model.gpt.n_kv_heads": 1,
-        "model.gpt.ffn_dim": 64, "model.max_seq_len": 64, "pretrain.seq_len": 32, "pretrain.batch_size": 4,
-        "pretrain.max_steps": 8, "pretrain.warmup_steps": 2, "pretrain.log_every": 1, "pretrain.eval_every": 4,
-        "pretrain.eval_batches": 2, "pretrain.save_every": 4, "pretrain.sample_max_new_tokens": 4,
-        "pretrain.sample_prompts": "[오늘]", "pretrain.precision": "fp32",
+        "device": "cpu",
+        "model.d_model": 32,
+        "model.n_layers": 2,
+        "model.gpt.n_heads": 2,
+        "model.gpt.n_kv_heads": 1,
+        "model.gpt.ffn_dim": 64,
+        "model.max_seq_len": 64,
+        "pretrain.seq_len": 32,
+        "pretrain.batch_size": 4,
+        "pretrain.max_steps": 8,
+        "pretrain.warmup_steps": 2,
+        "pretrain.log_every": 1,
+        "pretrain.eval_every": 4,
+        "pretrain.eval_batches": 2,
+        "pretrain.save_every": 4,
+        "pretrain.sample_max_new_tokens": 4,
+        "pretrain.sample_prompts": "[오늘]",
+        "pretrain.precision": "fp32",
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]

@@ -16,8 +16,14 @@ import typer
 HELP_LINE = "대화를 시작하세요. /reset 새 대화, /exit 종료 (/reset starts over, /exit quits)"
 
 
-def chat_loop(engine: Any, params: Any, lines: Iterable[str], write: Callable[[str], None], system: str | None = None,
-              show_prompt: bool = True) -> list[dict[str, str]]:
+def chat_loop(
+    engine: Any,
+    params: Any,
+    lines: Iterable[str],
+    write: Callable[[str], None],
+    system: str | None = None,
+    show_prompt: bool = True,
+) -> list[dict[str, str]]:
     """Run the conversation over input `lines`; `write` prints text. Returns the final message history."""
     tokenizer = engine.tokenizer
     base: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
@@ -36,7 +42,11 @@ def chat_loop(engine: Any, params: Any, lines: Iterable[str], write: Callable[[s
         messages.append({"role": "user", "content": text})
         prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         # Drop the oldest turns (never the system message) until prompt + reply fit the context.
-        while limit and len(engine.encode(prompt)) + min(params.max_new_tokens, limit // 2) > limit and len(messages) > len(base) + 1:
+        while (
+            limit
+            and len(engine.encode(prompt)) + min(params.max_new_tokens, limit // 2) > limit
+            and len(messages) > len(base) + 1
+        ):
             del messages[len(base)]
             prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         if show_prompt:
@@ -59,8 +69,12 @@ def _stdin_lines(prompt: str) -> Iterable[str]:
 
 
 def command(
-    model: Path = typer.Option(..., "--model", "-m", help="model dir (e.g. runs/<name>/finetune/sft/model), adapter dir or run dir"),
-    base_model: Optional[Path] = typer.Option(None, "--base-model", help="base model of an adapter (default: recorded in the adapter)"),
+    model: Path = typer.Option(
+        ..., "--model", "-m", help="model dir (e.g. runs/<name>/finetune/sft/model), adapter dir or run dir"
+    ),
+    base_model: Optional[Path] = typer.Option(
+        None, "--base-model", help="base model of an adapter (default: recorded in the adapter)"
+    ),
     system: Optional[str] = typer.Option(None, "--system", help="system message (시스템 프롬프트)"),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", "-n", min=1, help="tokens per reply at most"),
     temperature: float = typer.Option(0.7, "--temperature", "-t", min=0.0, help="0 = greedy"),
@@ -85,11 +99,24 @@ def command(
 
     lm, tokenizer = load_model(model, device=resolve_device(device), dtype=dtype, base_model=base_model, merge=True)
     if not getattr(tokenizer, "chat_template", None):
-        raise KolmError(f"the tokenizer of {model} has no chat template; train the tokenizer with kolm (it sets one) "
-                        "or chat with a fine-tuned (sft) model")
-    eos = [i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|end|>")) if i is not None and i != tokenizer.unk_token_id]
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                            repetition_penalty=repetition_penalty, seed=seed, eos_token_ids=eos)
+        raise KolmError(
+            f"the tokenizer of {model} has no chat template; train the tokenizer with kolm (it sets one) "
+            "or chat with a fine-tuned (sft) model"
+        )
+    eos = [
+        i
+        for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|end|>"))
+        if i is not None and i != tokenizer.unk_token_id
+    ]
+    params = SamplingParams(
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+        eos_token_ids=eos,
+    )
     engine = generator_for(lm, tokenizer)
 
     def write(text: str) -> None:

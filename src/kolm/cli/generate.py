@@ -9,8 +9,12 @@ import typer
 
 
 def command(
-    model: Path = typer.Option(..., "--model", "-m", help="model dir (runs/<name>/pretrain/final), adapter dir or run dir"),
-    base_model: Optional[Path] = typer.Option(None, "--base-model", help="base model of an adapter (default: recorded in the adapter)"),
+    model: Path = typer.Option(
+        ..., "--model", "-m", help="model dir (runs/<name>/pretrain/final), adapter dir or run dir"
+    ),
+    base_model: Optional[Path] = typer.Option(
+        None, "--base-model", help="base model of an adapter (default: recorded in the adapter)"
+    ),
     prompt: List[str] = typer.Option(..., "--prompt", "-p", help="prompt text; repeat for a batch (프롬프트)"),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens", "-n", min=0, help="tokens to generate at most"),
     temperature: float = typer.Option(0.8, "--temperature", "-t", min=0.0, help="0 = greedy"),
@@ -40,8 +44,15 @@ def command(
     dev = resolve_device(device)
     lm, tokenizer = load_model(model, device=dev, dtype=dtype, base_model=base_model, merge=True)
     engine = generator_for(lm, tokenizer)
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                            repetition_penalty=repetition_penalty, seed=seed, stop=list(stop))
+    params = SamplingParams(
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+        stop=list(stop),
+    )
     t0 = time.perf_counter()
     if len(prompt) == 1 and not no_stream:
         done = Completion(token_ids=[])
@@ -58,4 +69,6 @@ def command(
     seconds = time.perf_counter() - t0
     tokens = sum(len(r.token_ids) for r in results)
     reasons = ", ".join(sorted({r.finish_reason for r in results}))
-    typer.echo(f"[{tokens} tokens in {seconds:.2f}s, {tokens / max(seconds, 1e-9):.1f} tok/s; stop: {reasons}]", err=True)
+    typer.echo(
+        f"[{tokens} tokens in {seconds:.2f}s, {tokens / max(seconds, 1e-9):.1f} tok/s; stop: {reasons}]", err=True
+    )

@@ -26,9 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from kolm.config import load_config
+    from kolm.context import StageContext
     from kolm.errors import KolmError
     from kolm.progress import Progress
-    from kolm.context import StageContext
     from kolm.run import run_stage, staging_dir
     from kolm.runtime import resolve_device, seed_everything
     from kolm.stages import get_stage
@@ -45,8 +45,14 @@ def main(argv: list[str] | None = None) -> int:
             stage = get_stage("pretrain")
             seed_everything(cfg.seed)
             # rank 0 prepares the staging folder before the first barrier inside the stage
-            ctx = StageContext(cfg=cfg, stage=stage, run_dir=cfg.run_path, out=staging_dir(cfg.run_path, stage),
-                               progress=Progress(enabled=False), device=resolve_device(cfg.device))
+            ctx = StageContext(
+                cfg=cfg,
+                stage=stage,
+                run_dir=cfg.run_path,
+                out=staging_dir(cfg.run_path, stage),
+                progress=Progress(enabled=False),
+                device=resolve_device(cfg.device),
+            )
             from kolm.train.stage import run
 
             run(ctx)

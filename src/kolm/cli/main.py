@@ -56,7 +56,9 @@ def split_args(stage: Stage, args: list[str]) -> tuple[str | None, list[str]]:
         from kolm.errors import KolmError
 
         valid = ", ".join(stage.actions) if stage.actions else "none"
-        raise KolmError(f"'{args[0]}' is neither an override (key=value) nor an action of '{stage.name}' (actions: {valid})")
+        raise KolmError(
+            f"'{args[0]}' is neither an override (key=value) nor an action of '{stage.name}' (actions: {valid})"
+        )
     return None, list(args)
 
 
@@ -65,7 +67,9 @@ def _stage_command(stage: Stage) -> Callable[..., None]:
 
     def command(
         args: Optional[List[str]] = typer.Argument(
-            None, metavar="[ACTION] [KEY=VALUE]...", help="optional action, then overrides such as pretrain.max_steps=50 (설정 덮어쓰기)"
+            None,
+            metavar="[ACTION] [KEY=VALUE]...",
+            help="optional action, then overrides such as pretrain.max_steps=50 (설정 덮어쓰기)",
         ),
         config: Optional[str] = ConfigOpt,
         run_dir: Optional[Path] = RunDirOpt,

@@ -11,7 +11,9 @@ import typer
 def command(
     adapter: Path = typer.Argument(..., help="PEFT adapter folder, e.g. runs/tiny/finetune/sft/adapter"),
     out: Path = typer.Option(..., "--out", "-o", help="folder for the merged model"),
-    base_model: Optional[Path] = typer.Option(None, "--base-model", help="base model dir (default: recorded in the adapter)"),
+    base_model: Optional[Path] = typer.Option(
+        None, "--base-model", help="base model dir (default: recorded in the adapter)"
+    ),
     debug: bool = typer.Option(False, "--debug", help="show full tracebacks"),
 ) -> None:
     """Merge an adapter into its base model (어댑터 병합) and save a full model folder."""

@@ -52,10 +52,12 @@ def encode_sft(tokenizer: Any, chats: Sequence[list[dict[str, str]]], seq_len: i
         full = tokenizer.apply_chat_template(chat, tokenize=False)
         prompt = tokenizer.apply_chat_template(chat[:-1], tokenize=False, add_generation_prompt=True)
         if not full.startswith(prompt):
-            raise DataError("the tokenizer's chat template does not render the prompt as a prefix of the chat; "
-                            "fix the template in tokenizer_config.json")
+            raise DataError(
+                "the tokenizer's chat template does not render the prompt as a prefix of the chat; "
+                "fix the template in tokenizer_config.json"
+            )
         p_ids = tokenizer.encode(prompt, add_special_tokens=False)
-        a_ids = tokenizer.encode(full[len(prompt):], add_special_tokens=False)
+        a_ids = tokenizer.encode(full[len(prompt) :], add_special_tokens=False)
         ids = (p_ids + a_ids)[:seq_len]
         labels = ([-100] * len(p_ids) + a_ids)[:seq_len]
         if all(v == -100 for v in labels):

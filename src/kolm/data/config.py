@@ -33,14 +33,20 @@ class SourceConfig(Section):
     recipe: str | None = option(None, help="recipe name for kind=recipe", choices=[None, *RECIPES])
     config: str | None = option(None, help="hub dataset config name (kind=hub)")
     split: str = option("train", help="hub dataset split (kind=hub)")
-    data_files: str | None = option(None, help="kind=hub: data_files for builder names such as json/parquet/csv (local or remote)")
+    data_files: str | None = option(
+        None, help="kind=hub: data_files for builder names such as json/parquet/csv (local or remote)"
+    )
     streaming: bool = option(True, help="stream the hub dataset instead of downloading it whole")
     max_docs: int = option(0, help="read at most this many documents from the source (0 = all)", ge=0)
-    txt_mode: str = option("line", help=".txt files: one document per line or per blank-line block", choices=["line", "block"])
+    txt_mode: str = option(
+        "line", help=".txt files: one document per line or per blank-line block", choices=["line", "block"]
+    )
 
     def validate(self) -> None:
         if self.kind in ("file", "hub") and not self.path:
-            raise ConfigError(f"data.sources.path: kind={self.kind} needs a path (file/folder/glob or hub dataset name)")
+            raise ConfigError(
+                f"data.sources.path: kind={self.kind} needs a path (file/folder/glob or hub dataset name)"
+            )
         if self.kind == "recipe" and not self.recipe:
             raise ConfigError(f"data.sources.recipe: kind=recipe needs one of {list(RECIPES)}")
 
@@ -49,11 +55,17 @@ class SourceConfig(Section):
 class NormalizeConfig(Section):
     """Korean-aware text normalization (applied before filters)."""
 
-    form: str = option("NFC", help="Unicode normal form (NFKC also folds full-width/compat characters)", choices=["NFC", "NFKC"])
+    form: str = option(
+        "NFC", help="Unicode normal form (NFKC also folds full-width/compat characters)", choices=["NFC", "NFKC"]
+    )
     strip_html: bool = option(True, help="remove HTML tags and unescape entities (&amp; -> &)")
     remove_control: bool = option(True, help="remove control and zero-width characters (keeps newlines and tabs)")
-    squash_repeats: int = option(3, help="cap runs of one repeated character/jamo (ㅋㅋㅋㅋㅋ -> ㅋㅋㅋ); 0 = off", ge=0)
-    urls: str = option("keep", help="URLs: keep, replace with <url>, or remove", choices=["keep", "placeholder", "remove"])
+    squash_repeats: int = option(
+        3, help="cap runs of one repeated character/jamo (ㅋㅋㅋㅋㅋ -> ㅋㅋㅋ); 0 = off", ge=0
+    )
+    urls: str = option(
+        "keep", help="URLs: keep, replace with <url>, or remove", choices=["keep", "placeholder", "remove"]
+    )
     whitespace: bool = option(True, help="collapse runs of spaces, trim lines, at most one blank line")
 
 
@@ -65,7 +77,9 @@ class FilterConfig(Section):
     max_chars: int = option(100_000, help="drop documents longer than this many characters (0 = no limit)", ge=0)
     min_eojeol: int = option(1, help="drop documents with fewer whitespace-separated words (어절)", ge=0)
     min_hangul_ratio: float = option(0.3, help="least share of Hangul among letters (language check)", ge=0, le=1)
-    max_symbol_ratio: float = option(0.3, help="most share of symbols (★ ♥ ^ emoji # * ...; not . , ! ? ~) among non-space characters", ge=0, le=1)
+    max_symbol_ratio: float = option(
+        0.3, help="most share of symbols (★ ♥ ^ emoji # * ...; not . , ! ? ~) among non-space characters", ge=0, le=1
+    )
     max_digit_ratio: float = option(0.5, help="most share of digits among non-space characters", ge=0, le=1)
     max_url_ratio: float = option(0.3, help="most share of characters inside URLs", ge=0, le=1)
     max_dup_line_frac: float = option(0.3, help="Gopher: most share of duplicated lines", ge=0, le=1)
@@ -77,12 +91,25 @@ class FilterConfig(Section):
     bad_words: list[str] = option([], help="drop documents containing any of these words")
     bad_words_file: str | None = option(None, help="file with one bad word per line (added to bad_words)")
     boilerplate: list[str] = option(
-        ["무단전재 및 재배포 금지", "무단 전재 및 재배포 금지", "무단전재-재배포 금지", "저작권자 ©", "Copyright ©",
-         "구독하기", "좋아요 구독", "기사제보", "ⓒ 뉴스"],
+        [
+            "무단전재 및 재배포 금지",
+            "무단 전재 및 재배포 금지",
+            "무단전재-재배포 금지",
+            "저작권자 ©",
+            "Copyright ©",
+            "구독하기",
+            "좋아요 구독",
+            "기사제보",
+            "ⓒ 뉴스",
+        ],
         help="boilerplate phrases; documents where they make up much of the text are dropped",
     )
-    max_boilerplate_frac: float = option(0.5, help="drop when boilerplate lines cover more than this share of characters", ge=0, le=1)
-    min_morphemes: int = option(0, help="drop documents with fewer Kiwi morphemes (0 = off; slow on large corpora)", ge=0)
+    max_boilerplate_frac: float = option(
+        0.5, help="drop when boilerplate lines cover more than this share of characters", ge=0, le=1
+    )
+    min_morphemes: int = option(
+        0, help="drop documents with fewer Kiwi morphemes (0 = off; slow on large corpora)", ge=0
+    )
 
 
 @dataclass
@@ -102,7 +129,9 @@ class DedupConfig(Section):
     ngram: int = option(5, help="character n-gram size of the shingles", ge=1)
     num_perm: int = option(128, help="MinHash permutations (signature length)", ge=8)
     bands: int = option(16, help="LSH bands (num_perm must be divisible by bands)", ge=1)
-    threshold: float = option(0.7, help="estimated Jaccard a candidate pair must reach to count as duplicate", gt=0, le=1)
+    threshold: float = option(
+        0.7, help="estimated Jaccard a candidate pair must reach to count as duplicate", gt=0, le=1
+    )
     examples: int = option(3, help="duplicate clusters shown in the report", ge=0)
 
     def validate(self) -> None:

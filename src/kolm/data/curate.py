@@ -56,7 +56,9 @@ _WORKER: dict[str, Any] = {}
 def _init_worker(data_cfg: Any, seed: int) -> None:
     """Build the per-process functions once (pool initializer, or in-process for one worker)."""
     n = data_cfg.normalize
-    _WORKER["normalize"] = make_normalizer(n.form, n.strip_html, n.remove_control, n.squash_repeats, n.urls, n.whitespace)
+    _WORKER["normalize"] = make_normalizer(
+        n.form, n.strip_html, n.remove_control, n.squash_repeats, n.urls, n.whitespace
+    )
     _WORKER["filter"] = DocFilter(data_cfg.filters)
     _WORKER["cfg"] = data_cfg
     _WORKER["seed"] = seed
@@ -68,9 +70,18 @@ def _process_chunk(chunk: list[tuple[str, str, str]]) -> dict[str, Any]:
     normalize: Callable[[str], str] = _WORKER["normalize"]
     flt: DocFilter = _WORKER["filter"]
     res: dict[str, Any] = {
-        "chars_in": 0, "chars_norm": 0, "chars_filt": 0, "chars_pii": 0, "kept": [], "removed": Counter(),
-        "examples": defaultdict(list), "pii": Counter(), "time": Counter(), "sigs": None,
-        "hist_in": np.zeros(len(LENGTH_BINS) - 1, dtype=np.int64), "boilerplate_lines": 0,
+        "chars_in": 0,
+        "chars_norm": 0,
+        "chars_filt": 0,
+        "chars_pii": 0,
+        "kept": [],
+        "removed": Counter(),
+        "examples": defaultdict(list),
+        "pii": Counter(),
+        "time": Counter(),
+        "sigs": None,
+        "hist_in": np.zeros(len(LENGTH_BINS) - 1, dtype=np.int64),
+        "boilerplate_lines": 0,
     }
     t0 = time.perf_counter()
     normed = []
@@ -100,7 +111,9 @@ def _process_chunk(chunk: list[tuple[str, str, str]]) -> dict[str, Any]:
     res["chars_pii"] = sum(len(t) for _, t, _ in passed)
     t3 = time.perf_counter()
     if cfg.dedup.near and passed:
-        res["sigs"] = minhash_signatures([t for _, t, _ in passed], cfg.dedup.ngram, cfg.dedup.num_perm, _WORKER["seed"])
+        res["sigs"] = minhash_signatures(
+            [t for _, t, _ in passed], cfg.dedup.ngram, cfg.dedup.num_perm, _WORKER["seed"]
+        )
     t4 = time.perf_counter()
     res["kept"] = passed
     res["time"].update({"normalize": t1 - t0, "filters": t2 - t1, "pii": t3 - t2, "minhash": t4 - t3})
@@ -127,8 +140,13 @@ def _chunks(data_cfg: Any, issues: Counter, per_source: Counter) -> Iterator[lis
 # The whole curation
 
 
-def curate(data_cfg: DataConfig, out: Path, seed: int = 0, log: Callable[[str], None] = print,
-           task: Callable[..., Any] | None = None) -> dict[str, Any]:
+def curate(
+    data_cfg: DataConfig,
+    out: Path,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+    task: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
     """Curate `data_cfg.sources` into `out/train` and `out/validation`; return the report dict."""
     out = Path(out)
     work = out / "_work"
@@ -184,7 +202,9 @@ def curate(data_cfg: DataConfig, out: Path, seed: int = 0, log: Callable[[str], 
                 if data_cfg.dedup.exact and h in seen:
                     exact_removed += 1
                     if len(exact_examples) < 3:
-                        exact_examples.append({"id": did, "why": "same text as an earlier document", "text": _short(text)})
+                        exact_examples.append(
+                            {"id": did, "why": "same text as an earlier document", "text": _short(text)}
+                        )
                     continue
                 seen.add(h)
                 keep_rows.append(i)
@@ -201,11 +221,16 @@ def curate(data_cfg: DataConfig, out: Path, seed: int = 0, log: Callable[[str], 
     stage1.close()
     t_pass1 = time.perf_counter() - t_start
     if totals["docs_in"] == 0:
-        raise DataError("no documents were read from data.sources" + (f" ({'; '.join(issues)})" if issues else "")
-                        + "; check the paths, the text_field and the file format")
+        raise DataError(
+            "no documents were read from data.sources"
+            + (f" ({'; '.join(issues)})" if issues else "")
+            + "; check the paths, the text_field and the file format"
+        )
     docs_after_filters = totals["docs_in"] - sum(removed.values())
     docs_after_exact = stage1.n_docs
-    log(f"read {totals['docs_in']:,} documents; {docs_after_filters:,} pass the filters; {docs_after_exact:,} after exact dedup")
+    log(
+        f"read {totals['docs_in']:,} documents; {docs_after_filters:,} pass the filters; {docs_after_exact:,} after exact dedup"
+    )
 
     # -- near-duplicate clusters -------------------------------------------------
     t0 = time.perf_counter()
@@ -261,31 +286,86 @@ def curate(data_cfg: DataConfig, out: Path, seed: int = 0, log: Callable[[str], 
     times["split_write"] += time.perf_counter() - t0
     shutil.rmtree(work, ignore_errors=True)
     if train_w.n_docs == 0:
-        raise DataError("curation kept no training documents; relax data.filters (e.g. data.filters.min_chars) or add data")
+        raise DataError(
+            "curation kept no training documents; relax data.filters (e.g. data.filters.min_chars) or add data"
+        )
 
     return {
         "sources": {name: {"docs": n, "weight": weights.get(name, 1.0)} for name, n in per_source.items()},
         "issues": dict(issues),
         "funnel": [
-            {"step": "read", "docs_in": totals["docs_in"], "docs_out": totals["docs_in"], "chars_in": totals["chars_in"], "chars_out": totals["chars_in"]},
-            {"step": "normalize", "docs_in": totals["docs_in"], "docs_out": totals["docs_in"], "chars_in": totals["chars_in"], "chars_out": totals["chars_norm"]},
-            {"step": "filters", "docs_in": totals["docs_in"], "docs_out": docs_after_filters, "chars_in": totals["chars_norm"], "chars_out": totals["chars_filt"]},
-            {"step": "pii", "docs_in": docs_after_filters, "docs_out": docs_after_filters, "chars_in": totals["chars_filt"], "chars_out": totals["chars_pii"]},
-            {"step": "exact_dedup", "docs_in": docs_after_filters, "docs_out": docs_after_exact, "chars_in": totals["chars_pii"], "chars_out": stage1.n_chars},
-            {"step": "near_dedup", "docs_in": docs_after_exact, "docs_out": n_keep, "chars_in": stage1.n_chars, "chars_out": train_w.n_chars + val_w.n_chars},
+            {
+                "step": "read",
+                "docs_in": totals["docs_in"],
+                "docs_out": totals["docs_in"],
+                "chars_in": totals["chars_in"],
+                "chars_out": totals["chars_in"],
+            },
+            {
+                "step": "normalize",
+                "docs_in": totals["docs_in"],
+                "docs_out": totals["docs_in"],
+                "chars_in": totals["chars_in"],
+                "chars_out": totals["chars_norm"],
+            },
+            {
+                "step": "filters",
+                "docs_in": totals["docs_in"],
+                "docs_out": docs_after_filters,
+                "chars_in": totals["chars_norm"],
+                "chars_out": totals["chars_filt"],
+            },
+            {
+                "step": "pii",
+                "docs_in": docs_after_filters,
+                "docs_out": docs_after_filters,
+                "chars_in": totals["chars_filt"],
+                "chars_out": totals["chars_pii"],
+            },
+            {
+                "step": "exact_dedup",
+                "docs_in": docs_after_filters,
+                "docs_out": docs_after_exact,
+                "chars_in": totals["chars_pii"],
+                "chars_out": stage1.n_chars,
+            },
+            {
+                "step": "near_dedup",
+                "docs_in": docs_after_exact,
+                "docs_out": n_keep,
+                "chars_in": stage1.n_chars,
+                "chars_out": train_w.n_chars + val_w.n_chars,
+            },
         ],
         "removed": {**dict(removed), "exact_duplicate": exact_removed, "near_duplicate": n_near},
         "examples": {**{k: v for k, v in examples.items()}, "exact_duplicate": exact_examples},
         "pii": {k: v for k, v in pii.items() if v},
         "boilerplate_lines_removed": boilerplate_lines,
-        "near_dedup": {"clusters": n_clusters, "duplicates_removed": n_near, "verified_pairs": int(n_pairs),
-                       "ngram": near.ngram, "num_perm": near.num_perm, "bands": near.bands, "threshold": near.threshold,
-                       "examples": [cluster_texts[r] for r in shown]},
-        "split": {"train_docs": train_w.n_docs, "train_chars": train_w.n_chars, "validation_docs": val_w.n_docs,
-                  "validation_chars": val_w.n_chars, "seed": seed, "val_fraction": data_cfg.val_fraction},
+        "near_dedup": {
+            "clusters": n_clusters,
+            "duplicates_removed": n_near,
+            "verified_pairs": int(n_pairs),
+            "ngram": near.ngram,
+            "num_perm": near.num_perm,
+            "bands": near.bands,
+            "threshold": near.threshold,
+            "examples": [cluster_texts[r] for r in shown],
+        },
+        "split": {
+            "train_docs": train_w.n_docs,
+            "train_chars": train_w.n_chars,
+            "validation_docs": val_w.n_docs,
+            "validation_chars": val_w.n_chars,
+            "seed": seed,
+            "val_fraction": data_cfg.val_fraction,
+        },
         "length_histogram": {"bins": LENGTH_BINS[:-1].tolist(), "before": hist_in.tolist(), "after": hist_out.tolist()},
-        "timing": {"num_proc": num_proc, "wall_s": round(time.perf_counter() - t_start, 2), "pass1_wall_s": round(t_pass1, 2),
-                   "cpu_s": {k: round(v, 2) for k, v in times.items()}},
+        "timing": {
+            "num_proc": num_proc,
+            "wall_s": round(time.perf_counter() - t_start, 2),
+            "pass1_wall_s": round(t_pass1, 2),
+            "cpu_s": {k: round(v, 2) for k, v in times.items()},
+        },
     }
 
 
@@ -309,9 +389,21 @@ def run(ctx: StageContext) -> StageResult:
     split = report["split"]
     ctx.log(f"train {split['train_docs']:,} docs / validation {split['validation_docs']:,} docs")
     return StageResult(
-        outputs={name: ctx.output(ctx.out / rel) for name, rel in
-                 (("train", "train"), ("validation", "validation"), ("report", "curation_report.md"), ("summary", "summary.md"))},
-        metrics={"docs_in": report["funnel"][0]["docs_in"], "train_docs": split["train_docs"],
-                 "validation_docs": split["validation_docs"], "train_chars": split["train_chars"],
-                 "removed": sum(report["removed"].values()), "near_dup_clusters": report["near_dedup"]["clusters"]},
+        outputs={
+            name: ctx.output(ctx.out / rel)
+            for name, rel in (
+                ("train", "train"),
+                ("validation", "validation"),
+                ("report", "curation_report.md"),
+                ("summary", "summary.md"),
+            )
+        },
+        metrics={
+            "docs_in": report["funnel"][0]["docs_in"],
+            "train_docs": split["train_docs"],
+            "validation_docs": split["validation_docs"],
+            "train_chars": split["train_chars"],
+            "removed": sum(report["removed"].values()),
+            "near_dup_clusters": report["near_dedup"]["clusters"],
+        },
     )

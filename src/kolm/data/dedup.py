@@ -68,7 +68,7 @@ def minhash_signatures(texts: list[str], ngram: int = 5, num_perm: int = 128, se
     # window starts that belong to each document
     pos = 0
     idx_parts = []
-    for i, d in enumerate(docs):
+    for d in docs:
         count = len(d) - ngram + 1 if len(d) >= ngram else 1  # short doc: the one (padded) window at its start
         idx_parts.append(np.arange(pos, pos + count, dtype=np.int64))
         pos += len(d) + len(sep)
@@ -157,7 +157,9 @@ class NearDuplicateIndex:
         keep = np.zeros(len(pairs), dtype=bool)
         for i in range(0, len(pairs), 200_000):
             p = pairs[i : i + 200_000]
-            keep[i : i + 200_000] = estimated_jaccard(np.asarray(sigs[p[:, 0]]), np.asarray(sigs[p[:, 1]])) >= self.threshold
+            keep[i : i + 200_000] = (
+                estimated_jaccard(np.asarray(sigs[p[:, 0]]), np.asarray(sigs[p[:, 1]])) >= self.threshold
+            )
         pairs = pairs[keep]
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components

@@ -17,15 +17,28 @@ from kolm.data.normalize import URL_RE
 from kolm.errors import DataError
 
 __all__ = [
-    "hangul_ratio", "symbol_ratio", "digit_ratio", "url_ratio", "dup_line_frac", "dup_para_frac",
-    "top_ngram_frac", "DocFilter", "build_filters",
+    "hangul_ratio",
+    "symbol_ratio",
+    "digit_ratio",
+    "url_ratio",
+    "dup_line_frac",
+    "dup_para_frac",
+    "top_ngram_frac",
+    "DocFilter",
+    "build_filters",
 ]
 
 
 def _is_hangul(ch: str) -> bool:
     o = ord(ch)
     # syllables, jamo, compatibility jamo (ㅋ, ㅠ), jamo extended A/B
-    return 0xAC00 <= o <= 0xD7A3 or 0x1100 <= o <= 0x11FF or 0x3130 <= o <= 0x318F or 0xA960 <= o <= 0xA97F or 0xD7B0 <= o <= 0xD7FF
+    return (
+        0xAC00 <= o <= 0xD7A3
+        or 0x1100 <= o <= 0x11FF
+        or 0x3130 <= o <= 0x318F
+        or 0xA960 <= o <= 0xA97F
+        or 0xD7B0 <= o <= 0xD7FF
+    )
 
 
 def hangul_ratio(text: str) -> float:
@@ -112,8 +125,17 @@ class DocFilter:
         self.boilerplate = [unicodedata.normalize("NFC", b) for b in cfg.boilerplate]
         self.ngram_limits = sorted((int(k), float(v)) for k, v in cfg.max_top_ngram_frac.items())
         self._kiwi = None
-        self.names = ["length", "eojeol", "hangul_ratio", "symbol_ratio", "digit_ratio", "url_ratio",
-                      "repetition", "bad_words", "boilerplate"] + (["morphemes"] if cfg.min_morphemes else [])
+        self.names = [
+            "length",
+            "eojeol",
+            "hangul_ratio",
+            "symbol_ratio",
+            "digit_ratio",
+            "url_ratio",
+            "repetition",
+            "bad_words",
+            "boilerplate",
+        ] + (["morphemes"] if cfg.min_morphemes else [])
 
     def check(self, text: str) -> tuple[str, str] | None:
         """First filter that rejects `text` as (filter name, human-readable reason), or None to keep it."""

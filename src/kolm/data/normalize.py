@@ -11,12 +11,22 @@ import re
 import unicodedata
 from typing import Callable
 
-__all__ = ["URL_RE", "EMAIL_RE", "make_normalizer", "squash_repeats", "strip_html", "remove_invisible", "clean_whitespace"]
+__all__ = [
+    "URL_RE",
+    "EMAIL_RE",
+    "make_normalizer",
+    "squash_repeats",
+    "strip_html",
+    "remove_invisible",
+    "clean_whitespace",
+]
 
 URL_RE = re.compile(r"(?:https?://|www\.)[^\s<>\"'()\[\]{}]+", re.IGNORECASE)
 EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _TAG_RE = re.compile(r"<\s*(?:br|p|div|li|tr|h[1-6])\b[^>]*>|<\s*/\s*(?:p|div|li|tr|h[1-6])\s*>", re.IGNORECASE)
-_ANY_TAG_RE = re.compile(r"<!--.*?-->|<\s*(?:script|style)\b.*?<\s*/\s*(?:script|style)\s*>|</?[A-Za-z][^<>]*>", re.IGNORECASE | re.DOTALL)
+_ANY_TAG_RE = re.compile(
+    r"<!--.*?-->|<\s*(?:script|style)\b.*?<\s*/\s*(?:script|style)\s*>|</?[A-Za-z][^<>]*>", re.IGNORECASE | re.DOTALL
+)
 # Cc/Cf characters other than \n and \t: NUL, BOM, zero-width space/joiners, soft hyphen, bidi marks.
 _INVISIBLE_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _SPACES_RE = re.compile(r"[ \t\u00a0\u2000-\u200a\u3000]+")
@@ -56,7 +66,7 @@ _REPEAT_CACHE: dict[int, re.Pattern[str]] = {}
 
 def _repeat_re(max_run: int) -> re.Pattern[str]:
     if max_run not in _REPEAT_CACHE:
-        _REPEAT_CACHE[max_run] = re.compile(r"([^\d\s])\1{%d,}" % max_run)
+        _REPEAT_CACHE[max_run] = re.compile(rf"([^\d\s])\1{{{max_run},}}")
     return _REPEAT_CACHE[max_run]
 
 

@@ -75,28 +75,34 @@ def redact(text: str, kinds: tuple[str, ...] | list[str] = PII_KINDS, counts: Co
     if not any(c.isdigit() for c in text):
         return text
     if "rrn" in kinds:
+
         def _rrn(m: re.Match[str]) -> str:
             if rrn_valid(m.group(1) + m.group(2)):
                 counts["rrn"] += 1
                 return "<rrn>"
             return m.group(0)
+
         text = _RRN_RE.sub(_rrn, text)
     if "card" in kinds:
+
         def _card(m: re.Match[str]) -> str:
             digits = re.sub(r"[ -]", "", m.group(1))
             if luhn_valid(digits):
                 counts["card"] += 1
                 return "<card>"
             return m.group(0)
+
         text = _CARD_RE.sub(_card, text)
     if "phone" in kinds:
         text, n = _PHONE_RE.subn("<phone>", text)
         counts["phone"] += n
     if "ip" in kinds:
+
         def _ip(m: re.Match[str]) -> str:
             if _ip_valid(m.group(1)):
                 counts["ip"] += 1
                 return "<ip>"
             return m.group(0)
+
         text = _IP_RE.sub(_ip, text)
     return text

@@ -14,10 +14,15 @@ def _n(x: Any) -> str:
 
 def funnel_markdown(report: dict[str, Any]) -> str:
     """The curation funnel as a markdown table (documents and characters in/out per step)."""
-    lines = ["| step | docs in | docs out | removed | chars in | chars out |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| step | docs in | docs out | removed | chars in | chars out |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for row in report["funnel"]:
-        lines.append(f"| {row['step']} | {_n(row['docs_in'])} | {_n(row['docs_out'])} | {_n(row['docs_in'] - row['docs_out'])} "
-                     f"| {_n(row['chars_in'])} | {_n(row['chars_out'])} |")
+        lines.append(
+            f"| {row['step']} | {_n(row['docs_in'])} | {_n(row['docs_out'])} | {_n(row['docs_in'] - row['docs_out'])} "
+            f"| {_n(row['chars_in'])} | {_n(row['chars_out'])} |"
+        )
     return "\n".join(lines)
 
 
@@ -55,11 +60,18 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     write_json(out / "curation_report.json", report)
     has_png = _histogram_png(report, out / "length_hist.png")
     md = ["# Data curation (데이터 정제)", ""]
-    md += ["Sources: " + ", ".join(f"{k} ({v['docs']:,} docs, weight {v['weight']})" for k, v in report["sources"].items()), ""]
+    md += [
+        "Sources: "
+        + ", ".join(f"{k} ({v['docs']:,} docs, weight {v['weight']})" for k, v in report["sources"].items()),
+        "",
+    ]
     md += ["## Funnel", "", funnel_markdown(report), ""]
     sp = report["split"]
-    md += [f"Split (seed {sp['seed']}): train {sp['train_docs']:,} docs / {sp['train_chars']:,} chars, "
-           f"validation {sp['validation_docs']:,} docs / {sp['validation_chars']:,} chars.", ""]
+    md += [
+        f"Split (seed {sp['seed']}): train {sp['train_docs']:,} docs / {sp['train_chars']:,} chars, "
+        f"validation {sp['validation_docs']:,} docs / {sp['validation_chars']:,} chars.",
+        "",
+    ]
     md += ["## Removed documents by reason", "", "| reason | documents | examples |", "| --- | ---: | --- |"]
     for reason, n in sorted(report["removed"].items(), key=lambda kv: -kv[1]):
         exs = report["examples"].get(reason, [])
@@ -73,9 +85,13 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     if report.get("boilerplate_lines_removed"):
         md += [f"Boilerplate lines removed from kept documents: {report['boilerplate_lines_removed']:,}.", ""]
     nd = report["near_dedup"]
-    md += ["## Near-duplicates (MinHash + LSH)", "",
-           f"{nd['clusters']:,} clusters, {nd['duplicates_removed']:,} documents removed "
-           f"(char {nd['ngram']}-grams, {nd['num_perm']} permutations, {nd['bands']} bands, threshold {nd['threshold']}).", ""]
+    md += [
+        "## Near-duplicates (MinHash + LSH)",
+        "",
+        f"{nd['clusters']:,} clusters, {nd['duplicates_removed']:,} documents removed "
+        f"(char {nd['ngram']}-grams, {nd['num_perm']} permutations, {nd['bands']} bands, threshold {nd['threshold']}).",
+        "",
+    ]
     for k, cluster in enumerate(nd["examples"], 1):
         md.append(f"{k}. " + " ／ ".join(f"`{t}`" for t in cluster))
     md += [""]
@@ -84,8 +100,13 @@ def write_report(report: dict[str, Any], out: Path) -> None:
         md += [f"| {k} | {v:,} |" for k, v in report["issues"].items()]
         md += [""]
     t = report["timing"]
-    md += ["## Timing", "", f"Wall {t['wall_s']} s with {t['num_proc']} processes. CPU seconds per step: "
-           + ", ".join(f"{k} {v}" for k, v in t["cpu_s"].items()), ""]
+    md += [
+        "## Timing",
+        "",
+        f"Wall {t['wall_s']} s with {t['num_proc']} processes. CPU seconds per step: "
+        + ", ".join(f"{k} {v}" for k, v in t["cpu_s"].items()),
+        "",
+    ]
     if has_png:
         md += ["![length histogram](length_hist.png)", ""]
     text = "\n".join(md)

@@ -68,11 +68,15 @@ def _lines(path: Path, issues: Counter | None) -> Iterator[str]:
                     yield raw.decode("utf-8")
                 except UnicodeDecodeError:
                     if issues is None:
-                        raise DataError(f"{path}: line {n} is not UTF-8 text; re-encode the file (e.g. {_ICONV})") from None
+                        raise DataError(
+                            f"{path}: line {n} is not UTF-8 text; re-encode the file (e.g. {_ICONV})"
+                        ) from None
                     issues[f"{path.name}: lines not valid UTF-8 (skipped; re-encode with {_ICONV})"] += 1
     except (OSError, EOFError) as exc:  # truncated gzip, unreadable file
         if issues is None:
-            raise DataError(f"{path}: cannot be read ({exc.__class__.__name__}: {exc}); check or re-download the file") from None
+            raise DataError(
+                f"{path}: cannot be read ({exc.__class__.__name__}: {exc}); check or re-download the file"
+            ) from None
         issues[f"{path.name}: read error {exc.__class__.__name__}: {exc} (rest of file skipped)"] += 1
 
 
@@ -85,7 +89,9 @@ def _jsonl_values(path: Path, issues: Counter | None) -> Iterator[tuple[int, Any
             yield i, json.loads(line)
         except json.JSONDecodeError as exc:
             if issues is None:
-                raise DataError(f"{path}: line {i + 1} is not valid JSON ({exc.msg}); fix or remove that line") from None
+                raise DataError(
+                    f"{path}: line {i + 1} is not valid JSON ({exc.msg}); fix or remove that line"
+                ) from None
             issues[f"{path.name}: broken JSON lines (skipped)"] += 1
 
 
@@ -140,7 +146,9 @@ def _kind(path: Path, txt_is_tsv: bool = False) -> str:
     return ""
 
 
-def iter_records(path: str | Path, issues: Counter | None = None, *, txt_is_tsv: bool = False) -> Iterator[dict[str, Any]]:
+def iter_records(
+    path: str | Path, issues: Counter | None = None, *, txt_is_tsv: bool = False
+) -> Iterator[dict[str, Any]]:
     """Rows of a .jsonl(.gz), .json, .tsv(.gz), .csv(.gz) or .parquet file, as dicts.
 
     With an `issues` counter, bad lines and records that are not objects are
@@ -168,7 +176,9 @@ def iter_records(path: str | Path, issues: Counter | None = None, *, txt_is_tsv:
         if isinstance(value, dict):
             yield value
         elif issues is None:
-            raise DataError(f"{path}: record {i + 1} is not a JSON object ({type(value).__name__}); each record needs named fields")
+            raise DataError(
+                f"{path}: record {i + 1} is not a JSON object ({type(value).__name__}); each record needs named fields"
+            )
         else:
             issues[f"{path.name}: records that are not JSON objects (skipped)"] += 1
 
@@ -183,7 +193,9 @@ def _field(record: Any, name: str, path: Path, issues: Counter) -> str | None:
         return None
     value = record.get(name)
     if value is None:
-        issues[f"{path.name}: records without field {name!r} (skipped; keys: {sorted(record)[:8]}; set text_field)"] += 1
+        issues[
+            f"{path.name}: records without field {name!r} (skipped; keys: {sorted(record)[:8]}; set text_field)"
+        ] += 1
         return None
     return str(value)
 
@@ -311,7 +323,9 @@ def _read_hub(src: Any, issues: Counter) -> Iterator[Doc]:
         kwargs = {"data_files": src.data_files} if src.data_files else {}
         ds = datasets.load_dataset(src.path, src.config, split=src.split, streaming=src.streaming, **kwargs)
     except Exception as exc:  # network, unknown name, gated dataset: the user fixes the name or goes online
-        raise DataError(f"could not load hub dataset {src.path!r} ({exc.__class__.__name__}: {exc}); check the name/config/split and the network") from None
+        raise DataError(
+            f"could not load hub dataset {src.path!r} ({exc.__class__.__name__}: {exc}); check the name/config/split and the network"
+        ) from None
     for i, rec in enumerate(ds):
         text = rec.get(src.text_field)
         if text is None:
@@ -352,4 +366,3 @@ def _default_recipe_path(name: str) -> str:
     if name == "nsmc":
         return str(Path.cwd() / "../shared/data/nsmc/train.tsv")
     raise DataError(f"data.sources.path: recipe {name!r} needs a path to the downloaded files")
-

@@ -85,7 +85,9 @@ def _nfc(text: Any) -> str:
     return unicodedata.normalize("NFC", str(text if text is not None else "")).strip()
 
 
-def _column(rows: list[dict[str, Any]], field: str, path: str | Path, setting: str = "the column name in the config") -> list[Any]:
+def _column(
+    rows: list[dict[str, Any]], field: str, path: str | Path, setting: str = "the column name in the config"
+) -> list[Any]:
     """The values of one column; DataError when the file is empty or no row has the column."""
     if not rows:
         raise DataError(f"{path} holds no examples")
@@ -108,8 +110,13 @@ class ClassificationData:
     test: list[tuple[str, int]]
 
 
-def read_classification(kind: str, path: str | Path, text_field: str = "text", label_field: str = "label",
-                        setting: str = "the column name in the config") -> list[tuple[str, Any]]:
+def read_classification(
+    kind: str,
+    path: str | Path,
+    text_field: str = "text",
+    label_field: str = "label",
+    setting: str = "the column name in the config",
+) -> list[tuple[str, Any]]:
     """(text, raw label) pairs of a labelled file in its official format; rows without text or label are left out.
 
     kind: nsmc (tsv `id document label`, also as .txt), klue-ynat (`title`,
@@ -170,10 +177,13 @@ def load_classification(cfg: TaskDataConfig, seed: int = 0) -> ClassificationDat
         names = [str(x) for x in cfg.labels] or list(SENTIMENT_LABELS)
         validation: list[tuple[str, int]] = []
     else:
+
         def split(path: str | None) -> list[tuple[str, int]]:
             if not path:
                 return []
-            return _to_index(read_classification(cfg.kind, path, cfg.text_field, cfg.label_field, setting), names, path, fix)
+            return _to_index(
+                read_classification(cfg.kind, path, cfg.text_field, cfg.label_field, setting), names, path, fix
+            )
 
         raw_train = read_classification(cfg.kind, str(cfg.train), cfg.text_field, cfg.label_field, setting)
         names = _label_names(cfg.kind, cfg.labels, (lab for _, lab in raw_train))
@@ -191,12 +201,19 @@ def load_classification(cfg: TaskDataConfig, seed: int = 0) -> ClassificationDat
     if not train:
         raise DataError("the classification training split is empty; point finetune.classify.train at labelled data")
     if not validation:
-        raise DataError("the classification validation split is empty; give finetune.classify.validation or more training data")
+        raise DataError(
+            "the classification validation split is empty; give finetune.classify.validation or more training data"
+        )
     return ClassificationData(labels=names, train=train, validation=validation, test=test)
 
 
-def read_labelled(path: str | Path, labels: list[str] | None, text_field: str = "text", label_field: str = "label",
-                  setting: str = "eval.labelled_text_field / eval.label_field") -> tuple[list[tuple[str, str]], list[str]]:
+def read_labelled(
+    path: str | Path,
+    labels: list[str] | None,
+    text_field: str = "text",
+    label_field: str = "label",
+    setting: str = "eval.labelled_text_field / eval.label_field",
+) -> tuple[list[tuple[str, str]], list[str]]:
     """(text, label name) pairs of a labelled file and the label set.
 
     A raw label is a name in `labels` or an integer index into them (NSMC
@@ -248,7 +265,9 @@ def _chats(path: Path, strict: bool) -> list[Chat]:
                 raise DataError(f"{path}: row {i}: {exc}; expected instruction/input/output or messages") from None
             skipped += 1
     if not chats:
-        raise DataError(f"{path}: no usable instruction examples ({skipped} skipped); expected instruction/input/output or messages")
+        raise DataError(
+            f"{path}: no usable instruction examples ({skipped} skipped); expected instruction/input/output or messages"
+        )
     return chats
 
 
@@ -312,12 +331,20 @@ def _preference(row: dict[str, Any]) -> Preference:
         prompt, chosen, rejected = (chosen[:n] or None), chosen[n:], rejected[n:]
     missing = [name for name, v in (("prompt", prompt), ("chosen", chosen), ("rejected", rejected)) if v is None]
     if missing:
-        raise DataError(f"missing or empty {', '.join(repr(m) for m in missing)}; "
-                        "every row needs prompt, chosen and rejected (text or chat messages)")
+        raise DataError(
+            f"missing or empty {', '.join(repr(m) for m in missing)}; "
+            "every row needs prompt, chosen and rejected (text or chat messages)"
+        )
     if any(isinstance(v, list) for v in (prompt, chosen, rejected)):
-        prompt, chosen, rejected = _as_chat(prompt, "user"), _as_chat(chosen, "assistant"), _as_chat(rejected, "assistant")
+        prompt, chosen, rejected = (
+            _as_chat(prompt, "user"),
+            _as_chat(chosen, "assistant"),
+            _as_chat(rejected, "assistant"),
+        )
     if chosen == rejected:
-        raise DataError("'chosen' and 'rejected' are identical; a preference pair needs two different answers (fix or remove the row)")
+        raise DataError(
+            "'chosen' and 'rejected' are identical; a preference pair needs two different answers (fix or remove the row)"
+        )
     return Preference(prompt=prompt, chosen=chosen, rejected=rejected, id=str(row.get("id", "")))
 
 
@@ -355,8 +382,14 @@ def read_prompts(path: str | Path | None = None) -> list[dict[str, str]]:
     for i, (row, p) in enumerate(zip(rows, prompts)):
         if not p:
             continue
-        out.append({"id": str(row.get("id", i)), "category": str(row.get("category", "")), "prompt": _nfc(p),
-                    "reference": _nfc(row.get("reference", ""))})
+        out.append(
+            {
+                "id": str(row.get("id", i)),
+                "category": str(row.get("category", "")),
+                "prompt": _nfc(p),
+                "reference": _nfc(row.get("reference", "")),
+            }
+        )
     if not out:
         raise DataError(f"{path} holds no prompts")
     return out
@@ -384,8 +417,12 @@ def read_split_texts(data_dir: str | Path, split: str = "validation", field: str
     split_dir = Path(data_dir) / split
     files = sorted(split_dir.glob("*.parquet"))
     if not files:
-        raise DataError(f"the {split} split at {split_dir} is empty (no parquet shards); re-run `kolm data` or set eval.lm_file")
+        raise DataError(
+            f"the {split} split at {split_dir} is empty (no parquet shards); re-run `kolm data` or set eval.lm_file"
+        )
     texts = _parquet_texts(files, field)
     if not texts:
-        raise DataError(f"the {split} split at {split_dir} holds no text; re-run `kolm data` with a larger validation share or set eval.lm_file")
+        raise DataError(
+            f"the {split} split at {split_dir} holds no text; re-run `kolm data` with a larger validation share or set eval.lm_file"
+        )
     return texts

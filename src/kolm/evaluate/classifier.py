@@ -26,7 +26,9 @@ def classifier_labels(model: Any, model_dir: str | Path) -> list[str]:
     return [str(x) for x in labels]
 
 
-def predict_labels(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int = 128, batch_size: int = 32) -> list[int]:
+def predict_labels(
+    model: Any, tokenizer: Any, texts: Sequence[str], max_length: int = 128, batch_size: int = 32
+) -> list[int]:
     """Argmax class indices of a sequence classifier for `texts`, in left-padded batches."""
     import torch
 
@@ -34,7 +36,9 @@ def predict_labels(model: Any, tokenizer: Any, texts: Sequence[str], max_length:
     pad = pad_token_id(tokenizer)
     preds: list[int] = []
     for i in range(0, len(texts), batch_size):
-        ids, mask = pad_rows([encode_for_classifier(tokenizer, t, max_length) for t in texts[i : i + batch_size]], pad, left=True)
+        ids, mask = pad_rows(
+            [encode_for_classifier(tokenizer, t, max_length) for t in texts[i : i + batch_size]], pad, left=True
+        )
         with torch.no_grad():
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits  # (B, num_labels)
         preds += logits.argmax(-1).tolist()

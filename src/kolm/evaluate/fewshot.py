@@ -24,7 +24,14 @@ from kolm.data.batching import pad_rows, pad_token_id
 from kolm.evaluate.prompts import FewShotTemplate
 from kolm.metrics.classification import classification_report
 
-__all__ = ["score_pairs", "continuation_logprobs", "label_scores", "pick_shots", "calibration_prior", "evaluate_fewshot"]
+__all__ = [
+    "score_pairs",
+    "continuation_logprobs",
+    "label_scores",
+    "pick_shots",
+    "calibration_prior",
+    "evaluate_fewshot",
+]
 
 
 def _split_encode(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -57,7 +64,12 @@ def _forward_padded(model: Any, rows: list[list[int]], pad: int, device: str) ->
 
 
 def score_pairs(
-    model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], device: str = "cpu", max_length: int = 0, batch_size: int = 16
+    model: Any,
+    tokenizer: Any,
+    pairs: Sequence[tuple[str, str]],
+    device: str = "cpu",
+    max_length: int = 0,
+    batch_size: int = 16,
 ) -> list[float]:
     """Summed log P(continuation | context) for every (context, continuation) pair, in padded batches.
 
@@ -68,7 +80,10 @@ def score_pairs(
 
     enc = [_split_encode(tokenizer, c, x) for c, x in pairs]
     if max_length:  # keep the end: the query and the label word matter most, drop the oldest shots' tokens
-        enc = [(ctx[-(max_length - len(cont)) :] if len(cont) < max_length else [], cont[-max_length:]) for ctx, cont in enc]
+        enc = [
+            (ctx[-(max_length - len(cont)) :] if len(cont) < max_length else [], cont[-max_length:])
+            for ctx, cont in enc
+        ]
     pad = pad_token_id(tokenizer)
     out: list[float] = []
     if all(len(cont) == 1 and ctx for ctx, cont in enc):
@@ -84,7 +99,7 @@ def score_pairs(
         chunk = enc[i : i + batch_size]
         rows = [ctx + cont for ctx, cont in chunk]
         logp = _forward_padded(model, rows, pad, device)
-        for j, ((ctx, cont), r) in enumerate(zip(chunk, rows)):
+        for j, ((_ctx, cont), r) in enumerate(zip(chunk, rows)):
             n = len(r)
             positions = torch.arange(n - len(cont) - 1, n - 1)  # logits at t predict token t+1
             out.append(float(logp[j, positions, torch.tensor(cont)].sum()))
@@ -98,10 +113,20 @@ def continuation_logprobs(
     return score_pairs(model, tokenizer, [(context, c) for c in continuations], device, max_length)
 
 
-def label_scores(model: Any, tokenizer: Any, template: FewShotTemplate, text: str, shots: Sequence[tuple[str, Any]], device: str = "cpu", max_length: int = 0) -> list[float]:
+def label_scores(
+    model: Any,
+    tokenizer: Any,
+    template: FewShotTemplate,
+    text: str,
+    shots: Sequence[tuple[str, Any]],
+    device: str = "cpu",
+    max_length: int = 0,
+) -> list[float]:
     """Log-likelihood of each label's verbalizer (template label order) after the k-shot prompt."""
     context = template.prompt(text, list(shots))
-    return continuation_logprobs(model, tokenizer, context, [template.target(lab) for lab in template.labels], device, max_length)
+    return continuation_logprobs(
+        model, tokenizer, context, [template.target(lab) for lab in template.labels], device, max_length
+    )
 
 
 def _normalize(scores: Sequence[float]) -> list[float]:
@@ -132,9 +157,19 @@ def pick_shots(pool: Sequence[tuple[str, Any]], k: int, labels: Sequence[str], s
     return shots
 
 
-def calibration_prior(model: Any, tokenizer: Any, template: FewShotTemplate, shots: Sequence[tuple[str, Any]], device: str = "cpu", max_length: int = 0) -> list[float]:
+def calibration_prior(
+    model: Any,
+    tokenizer: Any,
+    template: FewShotTemplate,
+    shots: Sequence[tuple[str, Any]],
+    device: str = "cpu",
+    max_length: int = 0,
+) -> list[float]:
     """Mean label distribution for the template's content-free inputs."""
-    dists = [_normalize(label_scores(model, tokenizer, template, cf, shots, device, max_length)) for cf in template.content_free]
+    dists = [
+        _normalize(label_scores(model, tokenizer, template, cf, shots, device, max_length))
+        for cf in template.content_free
+    ]
     return [sum(d[i] for d in dists) / len(dists) for i in range(len(template.labels))]
 
 
@@ -180,7 +215,12 @@ def evaluate_fewshot(
             cal.append(labels[max(range(len(labels)), key=lambda i: adj[i])])
             rec["pred_calibrated"] = cal[-1]
         records.append(rec)
-    out: dict[str, Any] = {"k": k, "shots": [list(s) for s in shots], "raw": classification_report(gold, raw, labels), "predictions": records}
+    out: dict[str, Any] = {
+        "k": k,
+        "shots": [list(s) for s in shots],
+        "raw": classification_report(gold, raw, labels),
+        "predictions": records,
+    }
     if prior is not None:
         out["prior"] = dict(zip(labels, prior))
         out["calibrated"] = classification_report(gold, cal, labels)

@@ -26,7 +26,15 @@ from typing import Any
 
 from kolm.errors import ConfigError, KolmError
 
-__all__ = ["JudgeClient", "judge_pair", "judge_rubric", "aggregate_pairwise", "aggregate_rubric", "PAIRWISE_PROMPT", "RUBRIC_PROMPT"]
+__all__ = [
+    "JudgeClient",
+    "judge_pair",
+    "judge_rubric",
+    "aggregate_pairwise",
+    "aggregate_rubric",
+    "PAIRWISE_PROMPT",
+    "RUBRIC_PROMPT",
+]
 
 SYSTEM = "당신은 한국어 답변의 품질을 공정하게 평가하는 심사위원입니다. 답변의 길이나 순서에 영향을 받지 마세요."
 
@@ -87,12 +95,16 @@ class JudgeClient:
         self.api_key()
         url = urllib.parse.urlparse(self.base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
-            raise ConfigError(f"eval.judge.base_url: {self.base_url!r} is not an http(s) URL (e.g. http://127.0.0.1:8000/v1)")
+            raise ConfigError(
+                f"eval.judge.base_url: {self.base_url!r} is not an http(s) URL (e.g. http://127.0.0.1:8000/v1)"
+            )
         port = url.port or (443 if url.scheme == "https" else 80)
         try:
             socket.create_connection((url.hostname, port), timeout=min(self.timeout, 10.0)).close()
         except OSError as exc:
-            raise KolmError(f"judge endpoint {self.base_url} is unreachable ({exc}); start the server or fix eval.judge.base_url") from None
+            raise KolmError(
+                f"judge endpoint {self.base_url} is unreachable ({exc}); start the server or fix eval.judge.base_url"
+            ) from None
 
     def chat(self, messages: list[dict[str, str]]) -> str:
         """The assistant message content of one completion."""
@@ -100,7 +112,9 @@ class JudgeClient:
         url = self.base_url.rstrip("/") + "/chat/completions"
         body = json.dumps({"model": self.model, "messages": messages, "temperature": self.temperature}).encode("utf-8")
         req = urllib.request.Request(
-            url, data=body, method="POST",
+            url,
+            data=body,
+            method="POST",
             headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
         )
         try:
@@ -108,10 +122,14 @@ class JudgeClient:
                 data = json.loads(resp.read().decode("utf-8"))
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode("utf-8", "replace")[:200]
-            raise KolmError(f"judge endpoint {url} answered HTTP {exc.code}: {detail}; check eval.judge.model and the API key") from None
+            raise KolmError(
+                f"judge endpoint {url} answered HTTP {exc.code}: {detail}; check eval.judge.model and the API key"
+            ) from None
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise KolmError(f"judge endpoint {url} is unreachable ({reason}); start the server or fix eval.judge.base_url") from None
+            raise KolmError(
+                f"judge endpoint {url} is unreachable ({reason}); start the server or fix eval.judge.base_url"
+            ) from None
         except json.JSONDecodeError:
             raise KolmError(f"judge endpoint {url} did not return JSON; is it an OpenAI-compatible server?") from None
         try:

@@ -106,5 +106,7 @@ def perplexity(
         if progress is not None:
             progress.advance(1)
     if score.tokens == 0:
-        raise DataError("no text to score for perplexity (empty validation split?); check the data stage output or eval.lm_file")
+        raise DataError(
+            "no text to score for perplexity (empty validation split?); check the data stage output or eval.lm_file"
+        )
     return {**score.as_dict(), "max_length": max_length, "stride": stride}

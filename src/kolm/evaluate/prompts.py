@@ -19,7 +19,14 @@ import yaml
 
 from kolm.errors import ConfigError
 
-__all__ = ["FewShotTemplate", "Variation", "template_dir", "load_yaml_template", "load_fewshot_template", "load_variations"]
+__all__ = [
+    "FewShotTemplate",
+    "Variation",
+    "template_dir",
+    "load_yaml_template",
+    "load_fewshot_template",
+    "load_variations",
+]
 
 
 def template_dir() -> Path:
@@ -89,8 +96,12 @@ def load_fewshot_template(name_or_path: str) -> FewShotTemplate:
         raise ConfigError(f"few-shot template {name_or_path}: two labels share a verbalizer word")
     cf = data.get("content_free", ["N/A"])
     return FewShotTemplate(
-        name=str(data["name"]), query=data["query"], example=data["example"], verbalizers=verbalizers,
-        instruction=data.get("instruction", "") or "", separator=data.get("separator", "\n\n"),
+        name=str(data["name"]),
+        query=data["query"],
+        example=data["example"],
+        verbalizers=verbalizers,
+        instruction=data.get("instruction", "") or "",
+        separator=data.get("separator", "\n\n"),
         content_free=[cf] if isinstance(cf, str) else list(cf),
         target_prefix=str(data.get("target_prefix", " ")),
     )

@@ -75,8 +75,16 @@ def _load(path: Path, device: str, task: str = "causal-lm") -> tuple[Any, Any]:
 # Parts
 
 
-def _lm(cfg: EvalConfig, model: Any, tok: Any, device: str, data_dir: Path | None, progress: Progress,
-        inputs: list[Path], notes: list[str]) -> dict[str, Any] | None:
+def _lm(
+    cfg: EvalConfig,
+    model: Any,
+    tok: Any,
+    device: str,
+    data_dir: Path | None,
+    progress: Progress,
+    inputs: list[Path],
+    notes: list[str],
+) -> dict[str, Any] | None:
     from kolm.data.tasks import read_split_texts, read_texts
     from kolm.evaluate.perplexity import perplexity
 
@@ -88,7 +96,9 @@ def _lm(cfg: EvalConfig, model: Any, tok: Any, device: str, data_dir: Path | Non
     else:
         if data_dir is None or not (data_dir / "validation").exists():
             where = data_dir / "validation" if data_dir is not None else "the data stage"
-            notes.append(f"language modelling skipped: no validation split at {where} (run `kolm data` or set eval.lm_file)")
+            notes.append(
+                f"language modelling skipped: no validation split at {where} (run `kolm data` or set eval.lm_file)"
+            )
             return None
         inputs.append(data_dir / "validation")
         texts, source = read_split_texts(data_dir, "validation", cfg.text_field), "data/validation"
@@ -98,7 +108,9 @@ def _lm(cfg: EvalConfig, model: Any, tok: Any, device: str, data_dir: Path | Non
     return {"source": source, **out}
 
 
-def _labelled(cfg: EvalConfig, path: str | None, default: str, labels: list[str], inputs: list[Path]) -> list[tuple[str, str]] | None:
+def _labelled(
+    cfg: EvalConfig, path: str | None, default: str, labels: list[str], inputs: list[Path]
+) -> list[tuple[str, str]] | None:
     from kolm.data.tasks import read_labelled
 
     p = Path(path) if path else assets_dir() / default
@@ -109,8 +121,18 @@ def _labelled(cfg: EvalConfig, path: str | None, default: str, labels: list[str]
     return pairs
 
 
-def _fewshot(cfg: EvalConfig, model: Any, tok: Any, name: str, seed: int, device: str, run_dir: Path | None,
-             progress: Progress, inputs: list[Path], notes: list[str]) -> dict[str, Any] | None:
+def _fewshot(
+    cfg: EvalConfig,
+    model: Any,
+    tok: Any,
+    name: str,
+    seed: int,
+    device: str,
+    run_dir: Path | None,
+    progress: Progress,
+    inputs: list[Path],
+    notes: list[str],
+) -> dict[str, Any] | None:
     from kolm.evaluate.fewshot import evaluate_fewshot
     from kolm.evaluate.perplexity import context_length
     from kolm.evaluate.prompts import load_fewshot_template
@@ -141,11 +163,23 @@ def _fewshot(cfg: EvalConfig, model: Any, tok: Any, name: str, seed: int, device
         rows = []
         with progress.task(f"eval: few-shot {mname}", total=len(examples) * len(cfg.fewshot_k)) as bar:
             for k in cfg.fewshot_k:
-                r = evaluate_fewshot(m, t, template, examples, pool, k, seed, cfg.calibrate, device, context_length(m), bar)
-                row = {"k": k, "n": r["raw"]["n"], "accuracy": r["raw"]["accuracy"], "macro_f1": r["raw"]["macro_f1"],
-                       "confusion_matrix": r["raw"]["confusion_matrix"], "shots": r["shots"]}
+                r = evaluate_fewshot(
+                    m, t, template, examples, pool, k, seed, cfg.calibrate, device, context_length(m), bar
+                )
+                row = {
+                    "k": k,
+                    "n": r["raw"]["n"],
+                    "accuracy": r["raw"]["accuracy"],
+                    "macro_f1": r["raw"]["macro_f1"],
+                    "confusion_matrix": r["raw"]["confusion_matrix"],
+                    "shots": r["shots"],
+                }
                 if "calibrated" in r:
-                    row.update(calibrated_accuracy=r["calibrated"]["accuracy"], calibrated_macro_f1=r["calibrated"]["macro_f1"], prior=r["prior"])
+                    row.update(
+                        calibrated_accuracy=r["calibrated"]["accuracy"],
+                        calibrated_macro_f1=r["calibrated"]["macro_f1"],
+                        prior=r["prior"],
+                    )
                 rows.append(row)
                 samples += [{"kind": "fewshot", "model": mname, "k": k, **p} for p in r["predictions"]]
         out["models"].append({"name": mname, "params": _parameters(m), "results": rows})
@@ -175,8 +209,9 @@ def _complete(model: Any, tok: Any, prompt: str, chat: bool, params: Any) -> str
     return done[0].text.strip()
 
 
-def _generate_all(cfg: EvalConfig, model: Any, tok: Any, prompts: list[dict[str, str]], label: str, chat: bool,
-                  progress: Progress) -> list[str]:
+def _generate_all(
+    cfg: EvalConfig, model: Any, tok: Any, prompts: list[dict[str, str]], label: str, chat: bool, progress: Progress
+) -> list[str]:
     """Greedy completions of every prompt (what the generation metrics score)."""
     from kolm.infer.generate import SamplingParams
 
@@ -198,8 +233,16 @@ def _metrics_for(cfg: EvalConfig, prompts: list[dict[str, str]], outputs: list[s
     return generation_metrics([o for o, _ in pairs], [r for _, r in pairs], cfg.bleu_tokenize, cfg.rouge_tokenizer)
 
 
-def _variations(cfg: EvalConfig, model: Any, tok: Any, prompts: list[dict[str, str]], seed: int, label: str, chat: bool,
-                progress: Progress) -> list[dict[str, Any]]:
+def _variations(
+    cfg: EvalConfig,
+    model: Any,
+    tok: Any,
+    prompts: list[dict[str, str]],
+    seed: int,
+    label: str,
+    chat: bool,
+    progress: Progress,
+) -> list[dict[str, Any]]:
     """The first prompts under every variation, sampled with the same seed (differences come from the prompt)."""
     from kolm.evaluate.prompts import load_variations
     from kolm.infer.generate import SamplingParams
@@ -218,8 +261,15 @@ def _variations(cfg: EvalConfig, model: Any, tok: Any, prompts: list[dict[str, s
     return rows
 
 
-def _classify(cfg: EvalConfig, task_dir: Path, device: str, seed: int, classify_data: TaskDataConfig | None,
-              seq_len: int, inputs: list[Path]) -> dict[str, Any]:
+def _classify(
+    cfg: EvalConfig,
+    task_dir: Path,
+    device: str,
+    seed: int,
+    classify_data: TaskDataConfig | None,
+    seq_len: int,
+    inputs: list[Path],
+) -> dict[str, Any]:
     from kolm.data.tasks import load_classification, read_labelled
     from kolm.evaluate.classifier import classifier_labels, predict_labels
     from kolm.metrics.classification import classification_report
@@ -237,7 +287,9 @@ def _classify(cfg: EvalConfig, task_dir: Path, device: str, seed: int, classify_
         data = load_classification(classify_data, seed=seed)
         split = data.test or data.validation
         if [str(x) for x in data.labels] != labels:
-            raise DataError(f"the classifier's labels {labels} differ from the data's {data.labels}; re-run `kolm finetune`")
+            raise DataError(
+                f"the classifier's labels {labels} differ from the data's {data.labels}; re-run `kolm finetune`"
+            )
         pairs = [(t, labels[i]) for t, i in split]
         source = f"finetune.classify ({classify_data.kind}, {'test' if data.test else 'validation'})"
     if not pairs:
@@ -246,7 +298,9 @@ def _classify(cfg: EvalConfig, task_dir: Path, device: str, seed: int, classify_
     return {"source": source, **classification_report([lab for _, lab in pairs], preds, labels)}
 
 
-def _judge(cfg: EvalConfig, prompts: list[dict[str, str]], systems: dict[str, list[str]], progress: Progress) -> dict[str, Any]:
+def _judge(
+    cfg: EvalConfig, prompts: list[dict[str, str]], systems: dict[str, list[str]], progress: Progress
+) -> dict[str, Any]:
     from kolm.evaluate.judge import JudgeClient, aggregate_pairwise, aggregate_rubric, judge_pair, judge_rubric
 
     jc = cfg.judge
@@ -259,7 +313,9 @@ def _judge(cfg: EvalConfig, prompts: list[dict[str, str]], systems: dict[str, li
         with progress.task(f"eval: judge {a} vs {b}", total=len(items)) as bar:
             results = []
             for i, p in enumerate(items):
-                results.append({"id": p["id"], **judge_pair(client, p["prompt"], systems[a][i], systems[b][i], jc.swap)})
+                results.append(
+                    {"id": p["id"], **judge_pair(client, p["prompt"], systems[a][i], systems[b][i], jc.swap)}
+                )
                 bar.advance(1)
         out.update(systems=[a, b], results=results, aggregate=aggregate_pairwise(results, (a, b)))
         return out
@@ -269,7 +325,13 @@ def _judge(cfg: EvalConfig, prompts: list[dict[str, str]], systems: dict[str, li
         for name in names:
             rs = []
             for i, p in enumerate(items):
-                rs.append({"system": name, "id": p["id"], **judge_rubric(client, p["prompt"], systems[name][i], p["reference"] or None)})
+                rs.append(
+                    {
+                        "system": name,
+                        "id": p["id"],
+                        **judge_rubric(client, p["prompt"], systems[name][i], p["reference"] or None),
+                    }
+                )
                 bar.advance(1)
             agg[name] = aggregate_rubric(rs)
             results += rs
@@ -317,7 +379,9 @@ def evaluate(
     try:
         lm, tok = _load(model_dir, device)
     except CheckpointError as exc:
-        raise CheckpointError(f"{exc} (the model to evaluate: set eval.model=<model dir> or run `kolm pretrain`)") from None
+        raise CheckpointError(
+            f"{exc} (the model to evaluate: set eval.model=<model dir> or run `kolm pretrain`)"
+        ) from None
     inputs: list[Path] = [model_dir]
     name = _name(model_dir, run_dir)
     res: dict[str, Any] = {"model": str(model_dir), "params": _parameters(lm), "device": device}
@@ -328,7 +392,9 @@ def evaluate(
 
     if cfg.lm and (lm_res := _lm(cfg, lm, tok, device, data_dir, progress, inputs, notes)):
         res["lm"] = lm_res
-        progress.log(f"eval: perplexity {lm_res['perplexity']:.2f}, {lm_res['bpc']:.3f} bits/char on {lm_res['source']}")
+        progress.log(
+            f"eval: perplexity {lm_res['perplexity']:.2f}, {lm_res['bpc']:.3f} bits/char on {lm_res['source']}"
+        )
     if cfg.fewshot and (fs := _fewshot(cfg, lm, tok, name, seed, device, run_dir, progress, inputs, notes)):
         for s in fs.pop("_samples"):
             append_jsonl(samples_path, s)
@@ -349,7 +415,9 @@ def evaluate(
     if cfg.finetuned and ft_dir is not None and ft_dir.exists():
         res["finetuned"] = {}
         if (ft_dir / "classify").exists():
-            res["finetuned"]["classify"] = _classify(cfg, ft_dir / "classify", device, seed, classify_data, classify_seq_len, inputs)
+            res["finetuned"]["classify"] = _classify(
+                cfg, ft_dir / "classify", device, seed, classify_data, classify_seq_len, inputs
+            )
         if (ft_dir / "sft").exists() and prompts:
             inputs.append(ft_dir / "sft")
             sft, sft_tok = _load(ft_dir / "sft", device)
@@ -360,11 +428,31 @@ def evaluate(
                 res["variations"]["sft"] = _variations(cfg, sft, sft_tok, prompts, seed, "sft", True, progress)
     for sys_name, outs in systems.items():
         for p, o in zip(prompts or [], outs):
-            append_jsonl(samples_path, {"kind": "generation", "model": sys_name, "id": p["id"], "prompt": p["prompt"], "output": o, "reference": p["reference"]})
+            append_jsonl(
+                samples_path,
+                {
+                    "kind": "generation",
+                    "model": sys_name,
+                    "id": p["id"],
+                    "prompt": p["prompt"],
+                    "output": o,
+                    "reference": p["reference"],
+                },
+            )
     for sys_name, rows in res.get("variations", {}).items():
         for row in rows:
             for v, o in row["outputs"].items():
-                append_jsonl(samples_path, {"kind": "variation", "model": sys_name, "id": row["id"], "variant": v, "prompt": row["prompt"], "output": o})
+                append_jsonl(
+                    samples_path,
+                    {
+                        "kind": "variation",
+                        "model": sys_name,
+                        "id": row["id"],
+                        "variant": v,
+                        "prompt": row["prompt"],
+                        "output": o,
+                    },
+                )
 
     if cfg.judge.base_url and prompts:
         # the fine-tuned model first: the headline is "how often does fine-tuning win?"

@@ -7,8 +7,17 @@ from typing import Any
 
 from kolm.metrics.classification import confusion_markdown
 
-__all__ = ["lm_table", "fewshot_table", "generation_table", "variations_table", "classify_section", "judge_section", "fewshot_plot",
-           "markdown", "headline"]
+__all__ = [
+    "lm_table",
+    "fewshot_table",
+    "generation_table",
+    "variations_table",
+    "classify_section",
+    "judge_section",
+    "fewshot_plot",
+    "markdown",
+    "headline",
+]
 
 
 def _f(v: Any, digits: int = 4) -> str:
@@ -23,14 +32,19 @@ def _cell(text: str, limit: int = 300) -> str:
 
 def lm_table(lm: dict[str, Any]) -> str:
     head = "| source | docs | tokens | perplexity | bits/char | bits/byte | window / stride |\n|---|---|---|---|---|---|---|"
-    row = (f"| {lm.get('source', '')} | {lm['docs']} | {lm['tokens']} | {lm['perplexity']:.3f} | {lm['bpc']:.4f} | "
-           f"{lm['bpb']:.4f} | {lm['max_length']} / {lm['stride']} |")
+    row = (
+        f"| {lm.get('source', '')} | {lm['docs']} | {lm['tokens']} | {lm['perplexity']:.3f} | {lm['bpc']:.4f} | "
+        f"{lm['bpb']:.4f} | {lm['max_length']} / {lm['stride']} |"
+    )
     return head + "\n" + row
 
 
 def fewshot_table(fs: dict[str, Any]) -> str:
     """Rows: model × k; accuracy and macro-F1, raw and calibrated."""
-    lines = ["| model | params | k | accuracy | macro-F1 | calibrated acc. | calibrated macro-F1 | n |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | params | k | accuracy | macro-F1 | calibrated acc. | calibrated macro-F1 | n |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for m in fs["models"]:
         for r in m["results"]:
             lines.append(
@@ -43,11 +57,16 @@ def fewshot_table(fs: dict[str, Any]) -> str:
 def generation_table(gen: dict[str, dict[str, Any]]) -> str:
     lines = ["| model | n | BLEU | chrF | ROUGE-1 | ROUGE-2 | ROUGE-L |", "|---|---|---|---|---|---|---|"]
     for name, m in gen.items():
-        lines.append(f"| {name} | {m['n']} | {m['bleu']:.2f} | {m['chrf']:.2f} | {m['rouge1']:.3f} | {m['rouge2']:.3f} | {m['rougeL']:.3f} |")
+        lines.append(
+            f"| {name} | {m['n']} | {m['bleu']:.2f} | {m['chrf']:.2f} | {m['rouge1']:.3f} | {m['rouge2']:.3f} | {m['rougeL']:.3f} |"
+        )
     first = next(iter(gen.values()), None)
     if first:
-        lines += ["", f"BLEU tokenization: `{first['bleu_tokenize']}` (`{first['bleu_signature']}`); "
-                  f"chrF `{first['chrf_signature']}`; ROUGE tokens: `{first['rouge_tokenizer']}`."]
+        lines += [
+            "",
+            f"BLEU tokenization: `{first['bleu_tokenize']}` (`{first['bleu_signature']}`); "
+            f"chrF `{first['chrf_signature']}`; ROUGE tokens: `{first['rouge_tokenizer']}`.",
+        ]
     return "\n".join(lines)
 
 
@@ -55,31 +74,52 @@ def variations_table(rows: list[dict[str, Any]], variants: list[str]) -> str:
     """One row per prompt, one column per prompt variation (sampled outputs side by side)."""
     lines = ["| prompt | " + " | ".join(variants) + " |", "|" + "---|" * (len(variants) + 1)]
     for r in rows:
-        lines.append(f"| {_cell(r['prompt'], 120)} | " + " | ".join(_cell(r["outputs"].get(v, "")) for v in variants) + " |")
+        lines.append(
+            f"| {_cell(r['prompt'], 120)} | " + " | ".join(_cell(r["outputs"].get(v, "")) for v in variants) + " |"
+        )
     return "\n".join(lines)
 
 
 def classify_section(rep: dict[str, Any]) -> str:
-    per = " · ".join(f"{k}: P={v['precision']:.3f} R={v['recall']:.3f} F1={v['f1']:.3f} (n={v['support']})" for k, v in rep["per_class"].items())
-    return "\n".join([
-        f"Source: {rep.get('source', '')} · n = {rep['n']} · **accuracy {rep['accuracy']:.4f}** · **macro-F1 {rep['macro_f1']:.4f}**",
-        "", per, "", confusion_markdown(rep),
-    ])
+    per = " · ".join(
+        f"{k}: P={v['precision']:.3f} R={v['recall']:.3f} F1={v['f1']:.3f} (n={v['support']})"
+        for k, v in rep["per_class"].items()
+    )
+    return "\n".join(
+        [
+            f"Source: {rep.get('source', '')} · n = {rep['n']} · **accuracy {rep['accuracy']:.4f}** · **macro-F1 {rep['macro_f1']:.4f}**",
+            "",
+            per,
+            "",
+            confusion_markdown(rep),
+        ]
+    )
 
 
 def judge_section(j: dict[str, Any]) -> str:
     agg = j["aggregate"]
     if j["mode"] == "pairwise":
         a, b = j["systems"]
-        return "\n".join([
-            f"Judge `{j['model']}` at `{j['base_url']}`, pairwise, position swap: {'on' if j['swap'] else 'off'}.", "",
-            f"| {a} wins | {b} wins | ties | inconsistent (position bias) | n | {a} win rate |", "|---|---|---|---|---|---|",
-            f"| {agg['wins_' + a]} | {agg['wins_' + b]} | {agg['ties']} | {agg['inconsistent']} | {agg['n']} | {agg['win_rate_' + a]:.3f} |",
-        ])
-    lines = [f"Judge `{j['model']}` at `{j['base_url']}`, rubric 1–5.", "", "| system | mean | 1 | 2 | 3 | 4 | 5 | unparsed | n |", "|---|---|---|---|---|---|---|---|---|"]
+        return "\n".join(
+            [
+                f"Judge `{j['model']}` at `{j['base_url']}`, pairwise, position swap: {'on' if j['swap'] else 'off'}.",
+                "",
+                f"| {a} wins | {b} wins | ties | inconsistent (position bias) | n | {a} win rate |",
+                "|---|---|---|---|---|---|",
+                f"| {agg['wins_' + a]} | {agg['wins_' + b]} | {agg['ties']} | {agg['inconsistent']} | {agg['n']} | {agg['win_rate_' + a]:.3f} |",
+            ]
+        )
+    lines = [
+        f"Judge `{j['model']}` at `{j['base_url']}`, rubric 1–5.",
+        "",
+        "| system | mean | 1 | 2 | 3 | 4 | 5 | unparsed | n |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, s in agg.items():
         c = s["counts"]
-        lines.append(f"| {name} | {_f(s['mean'], 3)} | {c['1']} | {c['2']} | {c['3']} | {c['4']} | {c['5']} | {s['unparsed']} | {s['n']} |")
+        lines.append(
+            f"| {name} | {_f(s['mean'], 3)} | {c['1']} | {c['2']} | {c['3']} | {c['4']} | {c['5']} | {s['unparsed']} | {s['n']} |"
+        )
     return "\n".join(lines)
 
 
@@ -96,7 +136,14 @@ def fewshot_plot(fs: dict[str, Any], out_png: Path) -> Path | None:
         ks = [r["k"] for r in m["results"]]
         line = ax.plot(ks, [r["accuracy"] for r in m["results"]], marker="o", label=f"{m['name']} ({m['params']:,})")[0]
         if any(r.get("calibrated_accuracy") is not None for r in m["results"]):
-            ax.plot(ks, [r.get("calibrated_accuracy") for r in m["results"]], marker="x", linestyle="--", color=line.get_color(), label=f"{m['name']} 보정")
+            ax.plot(
+                ks,
+                [r.get("calibrated_accuracy") for r in m["results"]],
+                marker="x",
+                linestyle="--",
+                color=line.get_color(),
+                label=f"{m['name']} 보정",
+            )
     ax.set_xlabel("k (예시 개수)")
     ax.set_ylabel("정확도")
     ax.set_title("Few-shot 감성 분류: k와 모델 크기에 따른 정확도")
@@ -135,16 +182,32 @@ def headline(res: dict[str, Any]) -> dict[str, Any]:
 
 def markdown(res: dict[str, Any], plot: Path | None, full: bool) -> str:
     """eval.md (full, with every variation) or summary.md (tables, a few samples)."""
-    parts = ["# 평가 (Evaluation)", "", f"Model: `{res['model']}` · {res['params']:,} parameters · device {res['device']}"]
+    parts = [
+        "# 평가 (Evaluation)",
+        "",
+        f"Model: `{res['model']}` · {res['params']:,} parameters · device {res['device']}",
+    ]
     if "lm" in res:
-        parts += ["", "## Language modelling (언어 모델링)", "", lm_table(res["lm"]),
-                  "", "Bits per character/byte do not depend on the tokenizer; perplexity does."]
+        parts += [
+            "",
+            "## Language modelling (언어 모델링)",
+            "",
+            lm_table(res["lm"]),
+            "",
+            "Bits per character/byte do not depend on the tokenizer; perplexity does.",
+        ]
     if "fewshot" in res:
         fs = res["fewshot"]
         verb = ", ".join(f"{k} → {v}" for k, v in fs["verbalizers"].items())
-        parts += ["", "## Few-shot in-context classification (퓨샷 분류)", "",
-                  f"Template `{fs['template']}`; label words {verb}; prediction = the label word with the highest log-likelihood. "
-                  "Calibrated: divided by the prior measured on content-free inputs.", "", fewshot_table(fs)]
+        parts += [
+            "",
+            "## Few-shot in-context classification (퓨샷 분류)",
+            "",
+            f"Template `{fs['template']}`; label words {verb}; prediction = the label word with the highest log-likelihood. "
+            "Calibrated: divided by the prior measured on content-free inputs.",
+            "",
+            fewshot_table(fs),
+        ]
         if plot:
             parts += ["", f"![few-shot accuracy]({plot.name})"]
         if len(fs["models"]) == 1:
@@ -152,7 +215,12 @@ def markdown(res: dict[str, Any], plot: Path | None, full: bool) -> str:
     if res.get("generation"):
         parts += ["", "## Generation metrics (생성 평가)", "", generation_table(res["generation"])]
     if res.get("variations"):
-        parts += ["", "## Prompt variations (프롬프트 변형)", "", "The same questions asked three ways; same seed for every variant, sampled outputs side by side."]
+        parts += [
+            "",
+            "## Prompt variations (프롬프트 변형)",
+            "",
+            "The same questions asked three ways; same seed for every variant, sampled outputs side by side.",
+        ]
         for sys_name, rows in res["variations"].items():
             parts += ["", f"**{sys_name}**", "", variations_table(rows if full else rows[:2], res["variants"])]
         if not full:

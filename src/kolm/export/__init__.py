@@ -35,6 +35,8 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path) -> Path:
     except KolmError as exc:
         raise KolmError(f"{model_dir}: {exc}; kolm export takes models trained by kolm") from None
     if fmt not in arch.exporters:
-        raise KolmError(f"{fmt} export does not apply to {arch.name} models; "
-                        f"formats for {arch.name}: {', '.join(arch.exporters) or 'none yet'}")
+        raise KolmError(
+            f"{fmt} export does not apply to {arch.name} models; "
+            f"formats for {arch.name}: {', '.join(arch.exporters) or 'none yet'}"
+        )
     return arch.exporter(fmt)(model_dir, Path(out))

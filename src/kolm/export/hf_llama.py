@@ -18,8 +18,16 @@ from kolm.errors import CheckpointError, KolmError
 __all__ = ["llama_config", "to_llama", "export_hf_llama"]
 
 # Tokenizer files copied next to the exported weights when present.
-TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                   "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json"]
+TOKENIZER_FILES = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+]
 
 
 def llama_config(config: Any) -> dict[str, Any]:
@@ -79,7 +87,9 @@ def export_hf_llama(model_dir: str | Path, out_dir: str | Path) -> Path:
         raise CheckpointError(f"no model at {model_dir} (config.json missing); pass --model runs/<name>/pretrain/final")
     model_type = AutoConfig.from_pretrained(model_dir).model_type
     if model_type != KolmGPTConfig.model_type:
-        raise KolmError(f"{model_dir} holds a {model_type!r} model; hf-llama export needs a {KolmGPTConfig.model_type} model")
+        raise KolmError(
+            f"{model_dir} holds a {model_type!r} model; hf-llama export needs a {KolmGPTConfig.model_type} model"
+        )
     ours, _ = load_model(model_dir, device="cpu")
     llama = to_llama(ours)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -55,8 +55,11 @@ def _run_isolated(cfg: FinetuneConfig, method: str, base: Path, out: Path, seed:
     import multiprocessing as mp
 
     with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(finetune, (cfg, "classify", method),
-                          {"base_model": str(base), "out": str(out), "seed": seed, "device": device})
+        return pool.apply(
+            finetune,
+            (cfg, "classify", method),
+            {"base_model": str(base), "out": str(out), "seed": seed, "device": device},
+        )
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -71,19 +74,30 @@ def run(ctx: StageContext) -> StageResult:
     for method in cfg.compare_methods:
         ctx.log(f"finetune compare: {method} (separate process)")
         r = _run_isolated(cfg, method, base, out / method, ctx.cfg.seed, device)
-        ctx.log(f"  {method}: test accuracy {r.test.get('accuracy', float('nan')):.4f}, {r.wall_time_s} s, peak +{r.peak_memory_mb} MB")
+        ctx.log(
+            f"  {method}: test accuracy {r.test.get('accuracy', float('nan')):.4f}, {r.wall_time_s} s, peak +{r.peak_memory_mb} MB"
+        )
         results.append(r)
     table = results_table(results)
     plot_comparison(results, out / "compare.png")
     budget = f"{cfg.max_steps} steps × {cfg.batch_size} examples" if cfg.epochs <= 0 else f"{cfg.epochs} epochs"
-    text = "\n".join([
-        "# Fine-tuning methods compared (미세조정 방법 비교)", "",
-        f"Task: classify · data: {cfg.classify.kind} · base: `{base}` · budget: {budget} for every method.", "",
-        table, "", "![comparison](compare.png)", "",
-    ])
+    text = "\n".join(
+        [
+            "# Fine-tuning methods compared (미세조정 방법 비교)",
+            "",
+            f"Task: classify · data: {cfg.classify.kind} · base: `{base}` · budget: {budget} for every method.",
+            "",
+            table,
+            "",
+            "![comparison](compare.png)",
+            "",
+        ]
+    )
     (out / "compare.md").write_text(text, encoding="utf-8")
     (out / "summary.md").write_text(text, encoding="utf-8")
-    write_json(out / "compare.json", [{**r.__dict__, "output_dir": ctx.output(r.output_dir), "trainable_pct": r.trainable_pct}
-                                      for r in results])
+    write_json(
+        out / "compare.json",
+        [{**r.__dict__, "output_dir": ctx.output(r.output_dir), "trainable_pct": r.trainable_pct} for r in results],
+    )
     metrics = {f"{r.method}.test_accuracy": r.test.get("accuracy") for r in results}
     return StageResult(outputs={"compare": ctx.output(out / "compare.md")}, metrics=metrics)

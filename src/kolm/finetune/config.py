@@ -18,7 +18,9 @@ TASKS = ["classify", "sft"]
 class FinetuneConfig(Section):
     """Which tasks to fine-tune, with which method, on which budget."""
 
-    tasks: list[str] = option(["classify", "sft"], help="tasks to run: classify (sentiment/topic), sft (instructions)", choices=TASKS)
+    tasks: list[str] = option(
+        ["classify", "sft"], help="tasks to run: classify (sentiment/topic), sft (instructions)", choices=TASKS
+    )
     method: str = option("lora", help="full, lora, dora, waveft, ia3, prompt_tuning, qlora (방법)", choices=METHODS)
     base_model: str | None = option(None, help="model dir to fine-tune; default: this run's pretrain/final")
     classify: TaskDataConfig = option(default_factory=TaskDataConfig, help="classification data")
@@ -37,7 +39,9 @@ class FinetuneConfig(Section):
     lora_r: int = option(8, help="LoRA/DoRA rank", ge=1)
     lora_alpha: int = option(16, help="LoRA/DoRA scaling alpha", ge=1)
     lora_dropout: float = option(0.05, help="LoRA/DoRA dropout", ge=0, lt=1)
-    target_modules: list[str] = option(["all-linear"], help="modules to adapt: all-linear or names such as q_proj, v_proj")
+    target_modules: list[str] = option(
+        ["all-linear"], help="modules to adapt: all-linear or names such as q_proj, v_proj"
+    )
     waveft_n_frequency: int = option(256, help="WaveFT: learnable wavelet coefficients per layer", ge=1)
     waveft_scaling: float = option(25.0, help="WaveFT: scaling of the reconstructed update", gt=0)
     prompt_tokens: int = option(16, help="prompt tuning: number of virtual tokens", ge=1)

@@ -21,7 +21,9 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
 
     source = find_model_dir(adapter_dir)
     if not is_adapter(source):
-        raise KolmError(f"{source} is not a PEFT adapter folder (no adapter_config.json); a full model needs no merging")
+        raise KolmError(
+            f"{source} is not a PEFT adapter folder (no adapter_config.json); a full model needs no merging"
+        )
     info = task_info(source)
     task = "classify" if info.get("task") == "classify" else "causal-lm"
     model, tokenizer = load_model(source, task=task, base_model=base_model, merge=True)
@@ -30,5 +32,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     if info:
-        write_task_info(out, info.get("task", "sft"), f"{info.get('method', 'adapter')} (merged)", info.get("labels") or [], None)
+        write_task_info(
+            out, info.get("task", "sft"), f"{info.get('method', 'adapter')} (merged)", info.get("labels") or [], None
+        )
     return out

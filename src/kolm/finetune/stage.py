@@ -33,7 +33,9 @@ def results_table(results: list[FinetuneResult]) -> str:
     head = "| task | method | trainable params | trainable % | peak memory (MB) | wall time (s) | tokens/s | validation | test accuracy | test macro-F1 |"
     lines = [head, "|" + "---|" * 10]
     for r in results:
-        val = ", ".join(f"{k}={v:.4g}" for k, v in r.validation.items() if k in ("accuracy", "macro_f1", "loss", "perplexity"))
+        val = ", ".join(
+            f"{k}={v:.4g}" for k, v in r.validation.items() if k in ("accuracy", "macro_f1", "loss", "perplexity")
+        )
         acc = r.test.get("accuracy")
         f1 = r.test.get("macro_f1")
         lines.append(
@@ -51,10 +53,26 @@ def run(ctx: StageContext) -> StageResult:
     results = []
     for task in cfg.tasks:
         ctx.log(f"finetune: {task} with {cfg.method} on {base}")
-        results.append(finetune(cfg, task, cfg.method, base_model=base, out=ctx.out / task, seed=ctx.cfg.seed,
-                                device=device, progress=ctx.progress))
+        results.append(
+            finetune(
+                cfg,
+                task,
+                cfg.method,
+                base_model=base,
+                out=ctx.out / task,
+                seed=ctx.cfg.seed,
+                device=device,
+                progress=ctx.progress,
+            )
+        )
     ctx.input(base)
-    parts = ["# Fine-tuning (미세조정)", "", f"Base model: `{base}` · method: **{cfg.method}**", "", results_table(results)]
+    parts = [
+        "# Fine-tuning (미세조정)",
+        "",
+        f"Base model: `{base}` · method: **{cfg.method}**",
+        "",
+        results_table(results),
+    ]
     for r in results:
         if r.test.get("confusion_matrix"):
             parts += ["", f"Confusion matrix of `{r.task}` on the test split:", "", confusion_markdown(r.test)]
@@ -63,6 +81,9 @@ def run(ctx: StageContext) -> StageResult:
     outputs: dict[str, str] = {}
     for r in results:
         outputs[r.task] = ctx.output(r.output_dir)
-        for k, v in {**{f"val_{k}": v for k, v in r.validation.items()}, **{f"test_{k}": v for k, v in r.test.items() if isinstance(v, (int, float))}}.items():
+        for k, v in {
+            **{f"val_{k}": v for k, v in r.validation.items()},
+            **{f"test_{k}": v for k, v in r.test.items() if isinstance(v, (int, float))},
+        }.items():
             metrics[f"{r.task}.{k}"] = round(v, 5) if isinstance(v, float) else v
     return StageResult(outputs=outputs, metrics=metrics)

@@ -79,7 +79,7 @@ class _PeakRSS:
         except (OSError, ValueError):
             return 0
 
-    def __enter__(self) -> "_PeakRSS":
+    def __enter__(self) -> _PeakRSS:
         import torch
 
         if self.device.startswith("cuda"):
@@ -110,7 +110,9 @@ class _PeakRSS:
         return round(self.peak / 2**20, 1)
 
 
-def _batches(rows: list[dict[str, Any]], batch_size: int, pad_id: int, left: bool, seed: int) -> Iterator[dict[str, Any]]:
+def _batches(
+    rows: list[dict[str, Any]], batch_size: int, pad_id: int, left: bool, seed: int
+) -> Iterator[dict[str, Any]]:
     """Endless shuffled batches, reshuffled each epoch with a fixed seed."""
     rng = random.Random(seed)
     order = list(range(len(rows)))
@@ -120,8 +122,9 @@ def _batches(rows: list[dict[str, Any]], batch_size: int, pad_id: int, left: boo
             yield collate([rows[j] for j in order[i : i + batch_size]], pad_id, left=left)
 
 
-def _evaluate(model: Any, rows: list[dict[str, Any]], task: str, pad_id: int, device: str, labels: list[str],
-              batch_size: int = 32) -> dict[str, Any]:
+def _evaluate(
+    model: Any, rows: list[dict[str, Any]], task: str, pad_id: int, device: str, labels: list[str], batch_size: int = 32
+) -> dict[str, Any]:
     """Validation/test metrics: accuracy, macro-F1 and confusion for classify; loss and perplexity for sft."""
     import torch
 
@@ -129,7 +132,9 @@ def _evaluate(model: Any, rows: list[dict[str, Any]], task: str, pad_id: int, de
     preds, gold, losses, tokens = [], [], 0.0, 0
     with torch.no_grad():
         for i in range(0, len(rows), batch_size):
-            batch = {k: v.to(device) for k, v in collate(rows[i : i + batch_size], pad_id, left=task == "classify").items()}
+            batch = {
+                k: v.to(device) for k, v in collate(rows[i : i + batch_size], pad_id, left=task == "classify").items()
+            }
             out = model(**batch)
             if task == "classify":
                 preds += out.logits.argmax(-1).tolist()
@@ -194,8 +199,13 @@ def finetune(
         val_rows = encode_sft(tokenizer, val_chats, cfg.seq_len)
         test_rows = []
 
-    model, _ = load_model(base, task="classify" if task == "classify" else "causal-lm", device=device,
-                          labels=labels or None, pad_token_id=pad_id if task == "classify" else None)
+    model, _ = load_model(
+        base,
+        task="classify" if task == "classify" else "causal-lm",
+        device=device,
+        labels=labels or None,
+        pad_token_id=pad_id if task == "classify" else None,
+    )
     pc = peft_config(method, task, cfg, model.config)
     if pc is not None:
         import peft
@@ -215,18 +225,35 @@ def finetune(
         return {f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))}
 
     settings = LoopSettings(
-        max_steps=steps, grad_clip=1.0, precision=resolve_precision("auto", device), log_every=10,
-        eval_every=cfg.eval_every, save_every=0, resume=None,
-        best_metric="val_macro_f1" if task == "classify" else "val_loss", lower_is_better=task != "classify",
-        patience=cfg.patience, keep_best=True,
+        max_steps=steps,
+        grad_clip=1.0,
+        precision=resolve_precision("auto", device),
+        log_every=10,
+        eval_every=cfg.eval_every,
+        save_every=0,
+        resume=None,
+        best_metric="val_macro_f1" if task == "classify" else "val_loss",
+        lower_is_better=task != "classify",
+        patience=cfg.patience,
+        keep_best=True,
     )
     optimizer = build_adamw(model, lr=cfg.lr or DEFAULT_LR[method], weight_decay=cfg.weight_decay)
     scheduler = build_scheduler(optimizer, "cosine", min(cfg.warmup_steps, max(1, steps // 10)), steps)
     batches = _batches(train_rows, cfg.batch_size, pad_id, task == "classify", seed)
     t0 = time.perf_counter()
     with _PeakRSS(device) as mem, progress.task(f"finetune {task}/{method}", total=steps) as bar:
-        state = train(model, batches, optimizer, scheduler, settings=settings, device=device, evaluate=evaluate,
-                      metrics_path=metrics_path, progress=bar, log=progress.log)
+        state = train(
+            model,
+            batches,
+            optimizer,
+            scheduler,
+            settings=settings,
+            device=device,
+            evaluate=evaluate,
+            metrics_path=metrics_path,
+            progress=bar,
+            log=progress.log,
+        )
     wall = time.perf_counter() - t0
     best = state.best_eval or evaluate(model, state.step)  # the scores of the weights the loop kept
     validation = {k.removeprefix("val_"): v for k, v in best.items()}
@@ -237,10 +264,25 @@ def finetune(
     tokenizer.save_pretrained(target)
     write_task_info(target, task, method, labels, base)
     result = FinetuneResult(
-        task=task, method=method, trainable_params=trainable, total_params=total, steps=state.step,
-        wall_time_s=round(wall, 2), tokens_per_s=round(state.tokens / max(wall, 1e-9), 1), peak_memory_mb=mem.mb,
-        validation=validation, test=test, output_dir=str(target),
+        task=task,
+        method=method,
+        trainable_params=trainable,
+        total_params=total,
+        steps=state.step,
+        wall_time_s=round(wall, 2),
+        tokens_per_s=round(state.tokens / max(wall, 1e-9), 1),
+        peak_memory_mb=mem.mb,
+        validation=validation,
+        test=test,
+        output_dir=str(target),
     )
-    write_json(out / "eval.json", {**result.__dict__, "output_dir": target.name, "trainable_pct": result.trainable_pct,
-                                   "best_step": state.best_step})
+    write_json(
+        out / "eval.json",
+        {
+            **result.__dict__,
+            "output_dir": target.name,
+            "trainable_pct": result.trainable_pct,
+            "best_step": state.best_step,
+        },
+    )
     return result

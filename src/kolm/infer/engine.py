@@ -97,8 +97,11 @@ class Engine:
             return set(params.eos_token_ids)
         ids: set[int] = set()
         gen = getattr(self.model, "generation_config", None)
-        for src in (getattr(gen, "eos_token_id", None), getattr(self.model.config, "eos_token_id", None),
-                    getattr(self.tokenizer, "eos_token_id", None)):
+        for src in (
+            getattr(gen, "eos_token_id", None),
+            getattr(self.model.config, "eos_token_id", None),
+            getattr(self.tokenizer, "eos_token_id", None),
+        ):
             if src is not None:
                 ids.update(src if isinstance(src, (list, tuple)) else [src])
                 break
@@ -145,7 +148,9 @@ class Engine:
         budget = params.max_new_tokens
         if self.max_positions:
             if L > self.max_positions:
-                raise KolmError(f"prompt of {L} tokens exceeds the model's max positions {self.max_positions}; shorten it")
+                raise KolmError(
+                    f"prompt of {L} tokens exceeds the model's max positions {self.max_positions}; shorten it"
+                )
             budget = min(budget, self.max_positions - L)
         rows = [_Row(prompt_len=len(p)) for p in prompts]
         if budget <= 0:
@@ -162,8 +167,8 @@ class Engine:
         ids = torch.full((B, L), self.pad_id, dtype=torch.long)
         mask = torch.zeros((B, L + budget), dtype=torch.long)
         for i, p in enumerate(prompts):
-            ids[i, L - len(p):] = torch.tensor(p)
-            mask[i, L - len(p):] = 1
+            ids[i, L - len(p) :] = torch.tensor(p)
+            mask[i, L - len(p) :] = 1
         mask[:, L:] = 1
         ids, mask = ids.to(dev), mask.to(dev)
         padded = any(len(p) != L for p in prompts)
@@ -176,8 +181,9 @@ class Engine:
                 seen[i, torch.tensor(p, device=dev)] = True
 
         state = self._new_state(B, L + budget)
-        out = self.model(input_ids=ids, attention_mask=mask[:, :L] if padded else None, cache=state,
-                         use_cache=True, logits_to_keep=1)
+        out = self.model(
+            input_ids=ids, attention_mask=mask[:, :L] if padded else None, cache=state, use_cache=True, logits_to_keep=1
+        )
         for step in range(budget):
             nxt = sample_next(out.logits[:, -1], params, seen, gen)  # (B,)
             chosen = nxt.tolist()
@@ -204,9 +210,14 @@ class Engine:
             else:
                 feed = nxt.view(B, 1)
             past = L + step
-            out = self.model(input_ids=feed, attention_mask=mask[:, : past + 1] if padded else None,
-                             position_ids=positions if padded else None, cache=state, use_cache=True,
-                             logits_to_keep=1)
+            out = self.model(
+                input_ids=feed,
+                attention_mask=mask[:, : past + 1] if padded else None,
+                position_ids=positions if padded else None,
+                cache=state,
+                use_cache=True,
+                logits_to_keep=1,
+            )
             positions = positions + 1
 
     # ------------------------------------------------------------------
@@ -217,16 +228,19 @@ class Engine:
         params = params or SamplingParams()
         encoded = [self.encode(p) for p in prompts]
         rows: list[_Row] = [_Row(prompt_len=len(p)) for p in encoded]
-        for rows in self._steps(encoded, params):
+        for rows in self._steps(encoded, params):  # noqa: B007 - the state after the last step is the result
             pass
         done = []
         for row in rows:
             text = row.text if row.text is not None else (self._decode(row.ids) if self.tokenizer is not None else None)
-            done.append(Completion(token_ids=row.ids, text=text, finish_reason=row.reason, prompt_tokens=row.prompt_len))
+            done.append(
+                Completion(token_ids=row.ids, text=text, finish_reason=row.reason, prompt_tokens=row.prompt_len)
+            )
         return done
 
-    def stream(self, prompt: str | list[int], params: SamplingParams | None = None,
-               completion: Completion | None = None) -> Iterator[str]:
+    def stream(
+        self, prompt: str | list[int], params: SamplingParams | None = None, completion: Completion | None = None
+    ) -> Iterator[str]:
         """Yield the generated text piece by piece for one prompt; fills `completion` (if given) at the end."""
         if self.tokenizer is None:
             raise KolmError("streaming text needs a tokenizer")

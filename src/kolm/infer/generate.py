@@ -32,7 +32,9 @@ __all__ = ["generator_for", "generate", "render_prompt", "HFGenerator", "Complet
 def render_prompt(tokenizer: Any, prompt: str, chat: bool) -> str:
     """The prompt as the model was trained to see it: the chat template for chat models, plain text otherwise."""
     if chat and getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
     return prompt
 
 
@@ -51,7 +53,11 @@ def generator_for(model: Any, tokenizer: Any) -> Engine | HFGenerator:
 def _plain_adapter(model: Any) -> bool:
     """A PEFT model whose adapter only changes weights (LoRA, DoRA, IA3): the engine runs it as it is."""
     peft_config = getattr(model, "active_peft_config", None)
-    return peft_config is not None and not getattr(peft_config, "is_prompt_learning", False) and hasattr(model, "new_cache")
+    return (
+        peft_config is not None
+        and not getattr(peft_config, "is_prompt_learning", False)
+        and hasattr(model, "new_cache")
+    )
 
 
 def generate(
@@ -104,8 +110,11 @@ class HFGenerator:
         return ids
 
     def _kwargs(self, params: SamplingParams) -> dict[str, Any]:
-        kw: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "do_sample": not params.greedy,
-                              "repetition_penalty": params.repetition_penalty}
+        kw: dict[str, Any] = {
+            "max_new_tokens": params.max_new_tokens,
+            "do_sample": not params.greedy,
+            "repetition_penalty": params.repetition_penalty,
+        }
         if not params.greedy:
             kw.update(temperature=params.temperature, top_k=params.top_k or None, top_p=params.top_p)
         if params.eos_token_ids is not None:
@@ -121,18 +130,23 @@ class HFGenerator:
             raise KolmError("every prompt needs at least one token")
         width = max(len(p) for p in prompts)
         if self.max_positions and width > self.max_positions:
-            raise KolmError(f"prompt of {width} tokens exceeds the model's max positions {self.max_positions}; shorten it")
+            raise KolmError(
+                f"prompt of {width} tokens exceeds the model's max positions {self.max_positions}; shorten it"
+            )
         kw = self._kwargs(params)
         ids = torch.full((len(prompts), width), kw["pad_token_id"], dtype=torch.long)
         mask = torch.zeros_like(ids)
         for i, p in enumerate(prompts):
-            ids[i, width - len(p):] = torch.tensor(p)
-            mask[i, width - len(p):] = 1
+            ids[i, width - len(p) :] = torch.tensor(p)
+            mask[i, width - len(p) :] = 1
         with torch.random.fork_rng(devices=[] if self.device.type == "cpu" else [self.device]):
             if params.seed is not None:
                 torch.manual_seed(params.seed)
             out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kw)
-        eos = set(kw.get("eos_token_id") or []) or {self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)}
+        eos = set(kw.get("eos_token_id") or []) or {
+            self.tokenizer.eos_token_id,
+            getattr(self.model.generation_config, "eos_token_id", None),
+        }
         rows, reasons = [], []
         for row in out[:, width:].tolist():
             cut = next((i for i, t in enumerate(row) if t in eos), None)
@@ -155,8 +169,9 @@ class HFGenerator:
             done.append(Completion(token_ids=row, text=text, finish_reason=reason, prompt_tokens=len(p)))
         return done
 
-    def stream(self, prompt: str | list[int], params: SamplingParams | None = None,
-               completion: Completion | None = None) -> Iterator[str]:
+    def stream(
+        self, prompt: str | list[int], params: SamplingParams | None = None, completion: Completion | None = None
+    ) -> Iterator[str]:
         """The finished text as one piece (HF `generate()` is not stepped here); fills `completion`."""
         result = self.generate([prompt], params)[0]
         if completion is not None:

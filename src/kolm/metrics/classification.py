@@ -20,7 +20,15 @@ from typing import Any
 
 from kolm.errors import DataError
 
-__all__ = ["normalize_labels", "accuracy", "confusion_matrix", "per_class", "macro_f1", "classification_report", "confusion_markdown"]
+__all__ = [
+    "normalize_labels",
+    "accuracy",
+    "confusion_matrix",
+    "per_class",
+    "macro_f1",
+    "classification_report",
+    "confusion_markdown",
+]
 
 
 def normalize_labels(values: Sequence[Any], labels: Sequence[Any], what: str = "labels") -> list[int]:
@@ -82,9 +90,13 @@ def _per_class(t: list[int], p: list[int], names: list[str]) -> dict[str, dict[s
 
     if not t:
         return {name: {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0} for name in names}
-    prec, rec, f1, support = precision_recall_fscore_support(t, p, labels=list(range(len(names))), average=None, zero_division=0)
-    return {name: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]), "support": int(support[i])}
-            for i, name in enumerate(names)}
+    prec, rec, f1, support = precision_recall_fscore_support(
+        t, p, labels=list(range(len(names))), average=None, zero_division=0
+    )
+    return {
+        name: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]), "support": int(support[i])}
+        for i, name in enumerate(names)
+    }
 
 
 def per_class(y_true: Sequence[Any], y_pred: Sequence[Any], labels: Sequence[Any]) -> dict[str, dict[str, float]]:

@@ -126,7 +126,9 @@ def rouge(hyps: Sequence[str], refs: Sequence[str], tokenizer: str = "kiwi") -> 
     return {t: v / n for t, v in totals.items()}
 
 
-def generation_metrics(hyps: Sequence[str], refs: Sequence[str], bleu_tokenize: str = "auto", rouge_tokenizer: str = "kiwi") -> dict[str, Any]:
+def generation_metrics(
+    hyps: Sequence[str], refs: Sequence[str], bleu_tokenize: str = "auto", rouge_tokenizer: str = "kiwi"
+) -> dict[str, Any]:
     """BLEU, chrF and ROUGE-1/2/L in one flat dict (plus the BLEU/chrF signatures)."""
     b = bleu(hyps, refs, bleu_tokenize)
     c = chrf(hyps, refs)

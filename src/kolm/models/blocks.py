@@ -88,7 +88,9 @@ class Rotary(nn.Module):
         self._tables: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _build(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        inv_freq = 1.0 / (self.theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=device).float() / self.head_dim))
+        inv_freq = 1.0 / (
+            self.theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=device).float() / self.head_dim)
+        )
         t = torch.arange(self.max_positions, device=device, dtype=torch.float32)
         freqs = torch.outer(t, inv_freq)  # (P, D/2)
         cos = torch.cat([freqs.cos(), freqs.cos()], dim=-1)  # (P, D)
@@ -97,13 +99,16 @@ class Rotary(nn.Module):
         sin_signed = torch.cat([-sin, sin], dim=-1)  # (P, D)
         return cos.to(dtype), sin_signed.to(dtype)
 
-    def forward(self, x: torch.Tensor, start: int, length: int, position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, start: int, length: int, position_ids: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(cos, sin) shaped to broadcast over (B, T, heads, D): (1 or B, T, 1, D)."""
         end = start + length if position_ids is None else None
         if end is not None and end > self.max_positions:
             raise SequenceTooLongError(
                 f"sequence length {end} exceeds the model's max positions {self.max_positions}; "
-                f"shorten the input or raise model.max_seq_len (it sets the rotary table size)")
+                f"shorten the input or raise model.max_seq_len (it sets the rotary table size)"
+            )
         key = (x.device, x.dtype)
         if key not in self._tables:
             # Normal tensors even when first called under torch.inference_mode(): later training may need them.
@@ -115,7 +120,8 @@ class Rotary(nn.Module):
         if int(position_ids.max()) >= self.max_positions:
             raise SequenceTooLongError(
                 f"position {int(position_ids.max())} exceeds the model's max positions {self.max_positions}; "
-                f"shorten the input or raise model.max_seq_len")
+                f"shorten the input or raise model.max_seq_len"
+            )
         return cos[position_ids].unsqueeze(2), sin[position_ids].unsqueeze(2)  # (B, T, 1, D)
 
 
@@ -216,7 +222,12 @@ class Attention(nn.Module):
             k, v = cache.update(k, v, self.layer_idx)  # (B, KV, Tk, D): past + new
         # is_causal only when queries and keys are the same positions (no cache, no padding).
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=mask is None and T > 1 and k.shape[2] == T, enable_gqa=KV != H,
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=mask is None and T > 1 and k.shape[2] == T,
+            enable_gqa=KV != H,
         )  # (B, H, T, D)
         y = y.transpose(1, 2).reshape(B, T, H * D)
         # Plain layers are called functionally: module-call overhead is a visible share of a decode step.

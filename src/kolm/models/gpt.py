@@ -34,11 +34,15 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast, SequenceClassifierOutputWithPast
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    SequenceClassifierOutputWithPast,
+)
 
+from kolm.model_config import ModelConfigError
 from kolm.models.blocks import Attention, Block, RMSNorm, Rotary, SwiGLU
 from kolm.models.cache import KVCache
-from kolm.model_config import ModelConfigError
 
 __all__ = [
     "KolmGPTConfig",
@@ -148,7 +152,9 @@ def _position_ids_from_mask(attention_mask: torch.Tensor, past: int, length: int
     return pos.clamp(min=0)[:, past : past + length]
 
 
-def _attention_mask(attention_mask: torch.Tensor | None, past: int, length: int, device: torch.device) -> torch.Tensor | None:
+def _attention_mask(
+    attention_mask: torch.Tensor | None, past: int, length: int, device: torch.device
+) -> torch.Tensor | None:
     """Bool (B, 1, T, past+T) mask from a 2-D padding mask, or None when plain causal attention suffices."""
     if attention_mask is None or bool(attention_mask.all()):
         if length == 1 or past == 0:
@@ -216,7 +222,11 @@ class KolmGPTModel(KolmGPTPreTrainedModel):
             position_ids = _position_ids_from_mask(attention_mask, past, T)
         if position_ids is not None and position_ids.dim() == 1:
             position_ids = position_ids[None]
-        if position_ids is not None and bool((position_ids[:, :1] == past).all()) and bool((position_ids == position_ids[:1]).all()):
+        if (
+            position_ids is not None
+            and bool((position_ids[:, :1] == past).all())
+            and bool((position_ids == position_ids[:1]).all())
+        ):
             # Contiguous positions shared by the batch: slice the table instead of gathering.
             if bool((position_ids[0] == torch.arange(past, past + T, device=position_ids.device)).all()):
                 position_ids = None
@@ -252,8 +262,9 @@ class KolmGPTForCausalLM(KolmGPTPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.lm_head = value
 
-    def new_cache(self, batch_size: int, max_len: int, device: torch.device | str | None = None,
-                  dtype: torch.dtype | None = None) -> KVCache:
+    def new_cache(
+        self, batch_size: int, max_len: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> KVCache:
         """An empty preallocated inference state for `batch_size` rows of up to `max_len` tokens."""
         c = self.config
         p = self.lm_head.weight
@@ -278,9 +289,14 @@ class KolmGPTForCausalLM(KolmGPTPreTrainedModel, GenerationMixin):
         Labels use -100 for ignored positions; pass `num_items_in_batch` to
         sum-and-divide across gradient-accumulation micro-batches instead.
         """
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         cache=cache if cache is not None else past_key_values, inputs_embeds=inputs_embeds,
-                         use_cache=use_cache)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache if cache is not None else past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+        )
         h = out.last_hidden_state
         if isinstance(logits_to_keep, int):
             h = h[:, -logits_to_keep:] if logits_to_keep else h
@@ -293,11 +309,15 @@ class KolmGPTForCausalLM(KolmGPTPreTrainedModel, GenerationMixin):
         return CausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache)
 
 
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, num_items: int | torch.Tensor | None = None) -> torch.Tensor:
+def causal_lm_loss(
+    logits: torch.Tensor, labels: torch.Tensor, num_items: int | torch.Tensor | None = None
+) -> torch.Tensor:
     """Cross-entropy of position t predicting labels[t+1]; labels are shifted (cheap), logits are not."""
     targets = F.pad(labels[:, 1:], (0, 1), value=-100).to(logits.device)  # (B, T)
     reduction = "mean" if num_items is None else "sum"
-    loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction=reduction)
+    loss = F.cross_entropy(
+        logits.float().view(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction=reduction
+    )
     return loss if num_items is None else loss / num_items
 
 
@@ -311,8 +331,9 @@ class KolmGPTForSequenceClassification(KolmGPTPreTrainedModel):
         self.score = nn.Linear(config.d_model, config.num_labels, bias=False)
         self.post_init()
 
-    def _last_token(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, B: int, T: int,
-                    device: torch.device) -> torch.Tensor:
+    def _last_token(
+        self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, B: int, T: int, device: torch.device
+    ) -> torch.Tensor:
         """Index of the last real token of each row (B,)."""
         if attention_mask is not None:
             real = attention_mask[:, -T:].bool()
@@ -335,8 +356,13 @@ class KolmGPTForSequenceClassification(KolmGPTPreTrainedModel):
         **kwargs: Any,
     ) -> SequenceClassifierOutputWithPast:
         """Logits (B, num_labels); loss (cross-entropy, MSE for one label, BCE for multi-label) when labels given."""
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         inputs_embeds=inputs_embeds, use_cache=False)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=False,
+        )
         h = out.last_hidden_state  # (B, T, C)
         B, T = h.shape[:2]
         last = self._last_token(input_ids, attention_mask, B, T, h.device)
@@ -346,9 +372,13 @@ class KolmGPTForSequenceClassification(KolmGPTPreTrainedModel):
             labels = labels.to(logits.device)
             problem = self.config.problem_type
             if problem is None:
-                problem = ("regression" if self.num_labels == 1 else
-                           "single_label_classification" if labels.dtype in (torch.long, torch.int) else
-                           "multi_label_classification")
+                problem = (
+                    "regression"
+                    if self.num_labels == 1
+                    else "single_label_classification"
+                    if labels.dtype in (torch.long, torch.int)
+                    else "multi_label_classification"
+                )
             if problem == "regression":
                 loss = F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
             elif problem == "single_label_classification":
@@ -362,8 +392,13 @@ class KolmGPTForSequenceClassification(KolmGPTPreTrainedModel):
 # What the registry needs
 
 
-def config_from_section(model_cfg: Any, vocab_size: int, bos_token_id: int | None = None,
-                        eos_token_id: int | None = None, pad_token_id: int | None = None) -> KolmGPTConfig:
+def config_from_section(
+    model_cfg: Any,
+    vocab_size: int,
+    bos_token_id: int | None = None,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+) -> KolmGPTConfig:
     """KolmGPTConfig from a run's `model:` section (ModelConfig with arch gpt) plus the tokenizer's ids."""
     gpt = model_cfg.gpt
     return KolmGPTConfig(

@@ -45,8 +45,15 @@ __all__ = [
 TASKS = ("causal-lm", "classify")
 TASK_FILE = "kolm_task.json"
 _PROMPT_ADAPTERS = ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "MULTITASK_PROMPT_TUNING")
-DTYPES = {"auto": None, "fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
-          "fp16": "float16", "float16": "float16"}
+DTYPES = {
+    "auto": None,
+    "fp32": "float32",
+    "float32": "float32",
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+    "fp16": "float16",
+    "float16": "float16",
+}
 
 
 def parse_dtype(name: str | None) -> Any:
@@ -73,8 +80,10 @@ def find_model_dir(path: str | Path) -> Path:
     for candidate in (path, path / "model", path / "adapter", path / "pretrain" / "final"):
         if (candidate / "config.json").is_file() or is_adapter(candidate):
             return candidate
-    raise CheckpointError(f"no model in {path} (no config.json or adapter_config.json); "
-                          "pass runs/<name>/pretrain/final, a fine-tuned model folder or an adapter folder")
+    raise CheckpointError(
+        f"no model in {path} (no config.json or adapter_config.json); "
+        "pass runs/<name>/pretrain/final, a fine-tuned model folder or an adapter folder"
+    )
 
 
 def task_info(model_dir: str | Path) -> dict[str, Any]:
@@ -88,7 +97,9 @@ def task_info(model_dir: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not valid JSON ({exc}); re-run the fine-tuning or delete the file") from None
 
 
-def write_task_info(model_dir: str | Path, task: str, method: str, labels: list[str], base_model: str | Path | None) -> None:
+def write_task_info(
+    model_dir: str | Path, task: str, method: str, labels: list[str], base_model: str | Path | None
+) -> None:
     """Record task, method, labels and base model next to a fine-tuned model, findable from anywhere.
 
     The base is stored both relative to `model_dir` (survives moving the whole
@@ -121,7 +132,9 @@ def adapter_base(adapter_dir: str | Path, base_model: str | Path | None = None) 
     if info.get("base_model"):
         candidates.append(Path(info["base_model"]))
     try:
-        recorded = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+        recorded = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8")).get(
+            "base_model_name_or_path"
+        )
     except (OSError, ValueError):
         recorded = None
     if recorded:
@@ -130,8 +143,10 @@ def adapter_base(adapter_dir: str | Path, base_model: str | Path | None = None) 
         tried.append(str(c))
         if (c / "config.json").is_file():
             return c.resolve() if not c.is_absolute() else c
-    raise CheckpointError(f"the base model of the adapter {adapter_dir} was not found (tried {tried or 'nothing recorded'}); "
-                          "pass --base-model DIR")
+    raise CheckpointError(
+        f"the base model of the adapter {adapter_dir} was not found (tried {tried or 'nothing recorded'}); "
+        "pass --base-model DIR"
+    )
 
 
 def load_model(
@@ -170,7 +185,11 @@ def load_model(
         model = _from_pretrained(model_dir, task, labels, torch_dtype, pad_token_id)
         tok_dir = model_dir
     tokenizer = load_tokenizer(tok_dir)
-    if task == "classify" and getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+    if (
+        task == "classify"
+        and getattr(model.config, "pad_token_id", None) is None
+        and tokenizer.pad_token_id is not None
+    ):
         model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(device).eval(), tokenizer
 
@@ -205,7 +224,9 @@ def _from_pretrained(model_dir: Path, task: str, labels: list[str], dtype: Any, 
     if dtype is not None:
         kwargs["dtype"] = dtype
     if task == "classify" and labels:
-        kwargs.update(num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={v: i for i, v in enumerate(labels)})
+        kwargs.update(
+            num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={v: i for i, v in enumerate(labels)}
+        )
     if task == "classify" and pad_token_id is not None:
         kwargs["pad_token_id"] = pad_token_id
     try:
@@ -225,8 +246,9 @@ def _describe_load_error(model_dir: Path, exc: BaseException) -> str:
     return f"cannot load the model in {model_dir} ({name}: {_first_line(exc)})"
 
 
-def _load_adapter(adapter_dir: Path, base: Path, task: str, labels: list[str], dtype: Any, merge: bool,
-                  pad_token_id: int | None) -> Any:
+def _load_adapter(
+    adapter_dir: Path, base: Path, task: str, labels: list[str], dtype: Any, merge: bool, pad_token_id: int | None
+) -> Any:
     """Base model + adapter as a PeftModel (or merged into plain weights); checks the adapter fits the base."""
     from peft import PeftModel
 
@@ -235,13 +257,17 @@ def _load_adapter(adapter_dir: Path, base: Path, task: str, labels: list[str], d
     except ValueError as exc:
         raise CheckpointError(f"{adapter_dir}/adapter_config.json is not valid JSON ({exc})") from None
     if merge and cfg.get("peft_type") in _PROMPT_ADAPTERS:
-        raise KolmError(f"{adapter_dir} is a {cfg['peft_type'].lower()} adapter: it adds virtual tokens, not weights, "
-                        "so it cannot be merged; use it through transformers' generate() on the PEFT model")
+        raise KolmError(
+            f"{adapter_dir} is a {cfg['peft_type'].lower()} adapter: it adds virtual tokens, not weights, "
+            "so it cannot be merged; use it through transformers' generate() on the PEFT model"
+        )
     model = _from_pretrained(base, task, labels, dtype, pad_token_id)
     try:
         model = PeftModel.from_pretrained(model, str(adapter_dir))
     except (RuntimeError, ValueError, KeyError, OSError) as exc:
-        raise CheckpointError(f"the adapter in {adapter_dir} does not fit the base model {base} "
-                              f"({type(exc).__name__}: {_first_line(exc)}); pass the model it was trained from "
-                              "with --base-model") from None
+        raise CheckpointError(
+            f"the adapter in {adapter_dir} does not fit the base model {base} "
+            f"({type(exc).__name__}: {_first_line(exc)}); pass the model it was trained from "
+            "with --base-model"
+        ) from None
     return model.merge_and_unload() if merge else model

@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 
 from kolm.errors import ConfigError, KolmError
 from kolm.models import gpt
@@ -104,7 +110,9 @@ def get_arch(name: str) -> Arch:
     try:
         return ARCHS[name]
     except KeyError:
-        raise ConfigError(f"model.arch: {name!r} is not a kolm architecture; choose one of {', '.join(ARCHS)}") from None
+        raise ConfigError(
+            f"model.arch: {name!r} is not a kolm architecture; choose one of {', '.join(ARCHS)}"
+        ) from None
 
 
 def arch_of(config: PretrainedConfig) -> Arch:
@@ -130,20 +138,29 @@ def lora_targets(config: PretrainedConfig) -> list[str]:
 # Building
 
 
-def hf_config(model_cfg: Any, vocab_size: int, bos_id: int | None = None, eos_id: int | None = None,
-              pad_id: int | None = None) -> PretrainedConfig:
+def hf_config(
+    model_cfg: Any, vocab_size: int, bos_id: int | None = None, eos_id: int | None = None, pad_id: int | None = None
+) -> PretrainedConfig:
     """The HF config of the run's `model:` section (ModelConfig) with the tokenizer's vocabulary and special ids."""
     return get_arch(model_cfg.arch).hf_config(model_cfg, vocab_size, bos_id, eos_id, pad_id)
 
 
-def build_causal_lm(model_cfg: Any, vocab_size: int, bos_id: int | None = None, eos_id: int | None = None,
-                    pad_id: int | None = None, device: str | torch.device = "cpu") -> PreTrainedModel:
+def build_causal_lm(
+    model_cfg: Any,
+    vocab_size: int,
+    bos_id: int | None = None,
+    eos_id: int | None = None,
+    pad_id: int | None = None,
+    device: str | torch.device = "cpu",
+) -> PreTrainedModel:
     """A freshly initialised causal LM for the `model:` section (built on meta, materialised on `device`)."""
     arch = get_arch(model_cfg.arch)
     return build_on_meta(arch.hf_config(model_cfg, vocab_size, bos_id, eos_id, pad_id), arch.causal_lm, device)
 
 
-def build_on_meta(config: PretrainedConfig, cls: type[PreTrainedModel], device: str | torch.device = "cpu") -> PreTrainedModel:
+def build_on_meta(
+    config: PretrainedConfig, cls: type[PreTrainedModel], device: str | torch.device = "cpu"
+) -> PreTrainedModel:
     """Construct without allocating or initialising twice: shapes on the meta device, then memory on `device`, then init."""
     with torch.device("meta"):
         model = cls(config)

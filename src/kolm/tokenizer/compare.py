@@ -49,15 +49,20 @@ def kiwi_boundaries(texts: list[str]) -> list[set[int]]:
     kiwi = get_kiwi()
     out = []
     for text, tokens in zip(texts, kiwi.tokenize(texts)):
-        out.append({t.start for t in tokens if 0 < t.start < len(text)
-                    and not text[t.start - 1].isspace() and not text[t.start].isspace()})
+        out.append(
+            {
+                t.start
+                for t in tokens
+                if 0 < t.start < len(text) and not text[t.start - 1].isspace() and not text[t.start].isspace()
+            }
+        )
     return out
 
 
 def _token_cuts(text: str, offsets: list[tuple[int, int]]) -> set[int]:
     """Positions inside an 어절 where one token ends and the next begins."""
     cuts = set()
-    for s, e in offsets:
+    for _start, e in offsets:
         if 0 < e < len(text) and not text[e - 1].isspace() and not text[e].isspace():
             cuts.add(e)
     return cuts
@@ -103,7 +108,8 @@ def measure(tok: Any, texts: list[str]) -> dict[str, Any]:
     batch = mb / max(time.perf_counter() - t0, 1e-9)
     vocab = len(tok)
     return {
-        "vocab_size": vocab, "tokens": n_tok,
+        "vocab_size": vocab,
+        "tokens": n_tok,
         "chars_per_token": round(n_chars / max(n_tok, 1), 3),
         "fertility": round(n_tok / max(n_eojeol, 1), 3),
         "split_eojeol_share": round(n_split / max(n_eojeol, 1), 3),
@@ -111,7 +117,8 @@ def measure(tok: Any, texts: list[str]) -> dict[str, Any]:
         "vocab_used": round(len(used - specials) / max(vocab, 1), 3),
         "boundary_agreement": None,
         "round_trip": round(n_rt / max(len(texts), 1), 4),
-        "mb_per_s_single": round(single, 2), "mb_per_s_batch": round(batch, 2),
+        "mb_per_s_single": round(single, 2),
+        "mb_per_s_batch": round(batch, 2),
     }
 
 
@@ -128,7 +135,11 @@ def segment(tok: Any, sentence: str) -> list[str]:
 
 
 def _chart(results: dict[str, dict[str, Any]], path: Path) -> None:
-    keys = [("chars_per_token", "chars / token ↑"), ("fertility", "tokens / 어절 ↓"), ("boundary_agreement", "morpheme agreement ↑")]
+    keys = [
+        ("chars_per_token", "chars / token ↑"),
+        ("fertility", "tokens / 어절 ↓"),
+        ("boundary_agreement", "morpheme agreement ↑"),
+    ]
     from kolm.plotting import setup_korean_font
 
     setup_korean_font()
@@ -150,8 +161,9 @@ def _chart(results: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def compare_dirs(dirs: dict[str, Path], texts: list[str], out: Path, sentences: list[str], kiwi_docs: int = 300,
-                 log: Any = print) -> dict[str, Any]:
+def compare_dirs(
+    dirs: dict[str, Path], texts: list[str], out: Path, sentences: list[str], kiwi_docs: int = 300, log: Any = print
+) -> dict[str, Any]:
     """Measure every tokenizer dir on `texts`; write compare.json, compare.md, compare.png into `out`."""
     from kolm.files import write_json
 
@@ -173,9 +185,16 @@ def compare_dirs(dirs: dict[str, Path], texts: list[str], out: Path, sentences: 
         m["kind"] = stats.get("kind", "external")
         results[name] = m
         segs[name] = [segment(tok, s) for s in sentences]
-        log(f"{name}: {m['chars_per_token']} chars/token, fertility {m['fertility']}, agreement {m['boundary_agreement']}")
-    report = {"docs": len(texts), "chars": sum(len(t) for t in texts), "kiwi_docs": len(kiwi_texts),
-              "results": results, "segmentations": {"sentences": sentences, "pieces": segs}}
+        log(
+            f"{name}: {m['chars_per_token']} chars/token, fertility {m['fertility']}, agreement {m['boundary_agreement']}"
+        )
+    report = {
+        "docs": len(texts),
+        "chars": sum(len(t) for t in texts),
+        "kiwi_docs": len(kiwi_texts),
+        "results": results,
+        "segmentations": {"sentences": sentences, "pieces": segs},
+    }
     write_json(out / "compare.json", report)
     try:
         _chart(results, out / "compare.png")
@@ -197,19 +216,33 @@ def measure_boundaries(tok: Any, texts: list[str], kiwi_cuts: list[set[int]]) ->
     return round(agree / total, 3) if total else None
 
 
-_COLUMNS = [("kind", "kind"), ("vocab_size", "vocab"), ("chars_per_token", "chars/token"), ("fertility", "tokens/어절"),
-            ("split_eojeol_share", "어절 split 2+"), ("unk_or_byte_rate", "UNK/byte rate"), ("vocab_used", "vocab used"),
-            ("boundary_agreement", "morpheme agreement"), ("round_trip", "round trip"),
-            ("mb_per_s_single", "MB/s single"), ("mb_per_s_batch", "MB/s batch"), ("train_time_s", "train s")]
+_COLUMNS = [
+    ("kind", "kind"),
+    ("vocab_size", "vocab"),
+    ("chars_per_token", "chars/token"),
+    ("fertility", "tokens/어절"),
+    ("split_eojeol_share", "어절 split 2+"),
+    ("unk_or_byte_rate", "UNK/byte rate"),
+    ("vocab_used", "vocab used"),
+    ("boundary_agreement", "morpheme agreement"),
+    ("round_trip", "round trip"),
+    ("mb_per_s_single", "MB/s single"),
+    ("mb_per_s_batch", "MB/s batch"),
+    ("train_time_s", "train s"),
+]
 
 
 def compare_markdown(report: dict[str, Any], has_png: bool = True) -> str:
     """compare.md: metrics table, chart, and segmentations side by side."""
-    lines = ["# Tokenizer comparison (토크나이저 비교)", "",
-             f"Held-out text: {report['docs']:,} documents, {report['chars']:,} characters; "
-             f"morpheme agreement on {report['kiwi_docs']} documents analysed with Kiwi.", "",
-             "| tokenizer | " + " | ".join(h for _, h in _COLUMNS) + " |",
-             "| --- | " + " | ".join("---:" for _ in _COLUMNS) + " |"]
+    lines = [
+        "# Tokenizer comparison (토크나이저 비교)",
+        "",
+        f"Held-out text: {report['docs']:,} documents, {report['chars']:,} characters; "
+        f"morpheme agreement on {report['kiwi_docs']} documents analysed with Kiwi.",
+        "",
+        "| tokenizer | " + " | ".join(h for _, h in _COLUMNS) + " |",
+        "| --- | " + " | ".join("---:" for _ in _COLUMNS) + " |",
+    ]
     for name, m in report["results"].items():
         cells = ["" if m.get(k) is None else (f"{m[k]:,}" if isinstance(m[k], int) else str(m[k])) for k, _ in _COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")

@@ -29,9 +29,13 @@ class TokenizerConfig(Section):
     split_digits: bool = option(True, help="split numbers into single digits (helps arithmetic, stabilizes fertility)")
     max_train_docs: int = option(0, help="train on at most this many documents of data/train (0 = all)", ge=0)
     compare: list[str] = option([], help="other tokenizer kinds to train and compare against")
-    compare_dirs: list[str] = option([], help="extra tokenizer directories (ours or downloaded) to include in the comparison")
+    compare_dirs: list[str] = option(
+        [], help="extra tokenizer directories (ours or downloaded) to include in the comparison"
+    )
     compare_docs: int = option(2000, help="held-out documents (data/validation) used by the comparison", ge=1)
-    compare_file: str | None = option(None, help="held-out text file (.txt/.jsonl) to compare on instead of data/validation")
+    compare_file: str | None = option(
+        None, help="held-out text file (.txt/.jsonl) to compare on instead of data/validation"
+    )
     kiwi_docs: int = option(300, help="documents analysed with Kiwi for the morpheme-boundary agreement metric", ge=0)
     sentences: list[str] = option(
         ["한국어 자연어 처리는 매우 흥미로운 분야입니다."],

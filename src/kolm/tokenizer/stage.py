@@ -17,6 +17,7 @@ from typing import Any
 from kolm.context import StageContext, StageResult
 from kolm.errors import DataError
 from kolm.progress import Progress
+from kolm.tokenizer.config import TokenizerConfig
 
 __all__ = ["run", "run_compare", "train_tokenizers", "compare_tokenizers", "heldout_texts"]
 
@@ -27,7 +28,7 @@ def _no_record(path: Path) -> Path:
     return Path(path)
 
 
-def _train_texts(cfg: Any, data_dir: Path, record: Record) -> list[str]:
+def _train_texts(cfg: TokenizerConfig, data_dir: Path, record: Record) -> list[str]:
     from kolm.data.io import read_split
 
     if not (data_dir / "train").is_dir():
@@ -44,7 +45,7 @@ def _train_texts(cfg: Any, data_dir: Path, record: Record) -> list[str]:
     return texts
 
 
-def heldout_texts(cfg: Any, data_dir: Path, record: Record = _no_record) -> list[str]:
+def heldout_texts(cfg: TokenizerConfig, data_dir: Path, record: Record = _no_record) -> list[str]:
     """Comparison texts: tokenizer.compare_file, else data/validation, at most compare_docs documents."""
     n = cfg.compare_docs
     if cfg.compare_file:
@@ -59,7 +60,9 @@ def heldout_texts(cfg: Any, data_dir: Path, record: Record = _no_record) -> list
         from kolm.data.io import read_split
 
         if not (data_dir / "validation").is_dir():
-            raise DataError(f"no held-out text: {data_dir / 'validation'} is missing; run `kolm data` or set tokenizer.compare_file")
+            raise DataError(
+                f"no held-out text: {data_dir / 'validation'} is missing; run `kolm data` or set tokenizer.compare_file"
+            )
         record(data_dir / "validation")
         texts = []
         for t in read_split(data_dir, "validation"):
@@ -67,12 +70,21 @@ def heldout_texts(cfg: Any, data_dir: Path, record: Record = _no_record) -> list
             if len(texts) >= n:
                 break
     if not texts:
-        raise DataError("no held-out text to compare tokenizers on; set tokenizer.compare_file or data.val_fraction > 0")
+        raise DataError(
+            "no held-out text to compare tokenizers on; set tokenizer.compare_file or data.val_fraction > 0"
+        )
     return texts
 
 
-def compare_tokenizers(cfg: Any, *, data_dir: Path, out: Path, main_kind: str | None = None,
-                       progress: Progress | None = None, record: Record = _no_record) -> dict[str, Any]:
+def compare_tokenizers(
+    cfg: TokenizerConfig,
+    *,
+    data_dir: Path,
+    out: Path,
+    main_kind: str | None = None,
+    progress: Progress | None = None,
+    record: Record = _no_record,
+) -> dict[str, Any]:
     """Compare the tokenizer in `out`, its candidates and `cfg.compare_dirs` on held-out text; writes out/compare/."""
     from kolm.tokenizer.compare import compare_dirs
 
@@ -90,27 +102,36 @@ def compare_tokenizers(cfg: Any, *, data_dir: Path, out: Path, main_kind: str | 
         record(p)
         dirs[p.name if p.name not in dirs else str(p)] = p
     if not dirs:
-        raise DataError("nothing to compare: train tokenizers first (`kolm tokenizer train`) or set tokenizer.compare_dirs")
+        raise DataError(
+            "nothing to compare: train tokenizers first (`kolm tokenizer train`) or set tokenizer.compare_dirs"
+        )
     texts = heldout_texts(cfg, data_dir, record)
     with progress.task(f"compare {len(dirs)} tokenizers", total=None):
         return compare_dirs(dirs, texts, out / "compare", list(cfg.sentences), cfg.kiwi_docs, log=progress.log)
 
 
 def _summary(out: Path, stats: dict[str, Any], report: dict[str, Any] | None) -> None:
-    lines = ["# Tokenizer (토크나이저)", "",
-             f"Model tokenizer: **{stats['kind']}**, vocabulary {stats['vocab_size']:,}, trained on "
-             f"{stats['train_docs']:,} documents ({stats['train_chars']:,} characters) in {stats['train_time_s']} s.", ""]
+    lines = [
+        "# Tokenizer (토크나이저)",
+        "",
+        f"Model tokenizer: **{stats['kind']}**, vocabulary {stats['vocab_size']:,}, trained on "
+        f"{stats['train_docs']:,} documents ({stats['train_chars']:,} characters) in {stats['train_time_s']} s.",
+        "",
+    ]
     if report is not None:
         from kolm.tokenizer.compare import compare_markdown
 
         md = compare_markdown(report, (out / "compare" / "compare.png").is_file())
-        md = md.replace("](compare.png)", "](compare/compare.png)").replace("# Tokenizer comparison", "## Tokenizer comparison")
+        md = md.replace("](compare.png)", "](compare/compare.png)").replace(
+            "# Tokenizer comparison", "## Tokenizer comparison"
+        )
         lines.append(md)
     (out / "summary.md").write_text("\n".join(lines), encoding="utf-8")
 
 
-def train_tokenizers(cfg: Any, *, data_dir: Path, out: Path, progress: Progress | None = None,
-                     record: Record = _no_record) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def train_tokenizers(
+    cfg: TokenizerConfig, *, data_dir: Path, out: Path, progress: Progress | None = None, record: Record = _no_record
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Train `cfg.kind` into `out` and each of `cfg.compare` into out/candidates/, then compare them.
 
     Returns (stats of every trained kind, comparison report or None).
@@ -131,7 +152,9 @@ def train_tokenizers(cfg: Any, *, data_dir: Path, out: Path, progress: Progress 
             bar.advance(1)
     report = None
     if cfg.compare or cfg.compare_dirs:
-        report = compare_tokenizers(cfg, data_dir=data_dir, out=out, main_kind=cfg.kind, progress=progress, record=record)
+        report = compare_tokenizers(
+            cfg, data_dir=data_dir, out=out, main_kind=cfg.kind, progress=progress, record=record
+        )
     _summary(out, stats[cfg.kind], report)
     return stats, report
 
@@ -139,11 +162,18 @@ def train_tokenizers(cfg: Any, *, data_dir: Path, out: Path, progress: Progress 
 def run(ctx: StageContext) -> StageResult:
     """Stage `tokenizer` (action train): train cfg.tokenizer.kind, the candidates in cfg.tokenizer.compare, compare."""
     cfg = ctx.cfg.tokenizer
-    stats, report = train_tokenizers(cfg, data_dir=ctx.stage_dir("data"), out=ctx.out, progress=ctx.progress,
-                                     record=ctx.input)
-    outputs = {"tokenizer": ctx.stage.dir, "stats": ctx.output(ctx.out / "stats.json"),
-               "summary": ctx.output(ctx.out / "summary.md")}
-    metrics: dict[str, Any] = {"vocab_size": stats[cfg.kind]["vocab_size"], "train_time_s": stats[cfg.kind]["train_time_s"]}
+    stats, report = train_tokenizers(
+        cfg, data_dir=ctx.stage_dir("data"), out=ctx.out, progress=ctx.progress, record=ctx.input
+    )
+    outputs = {
+        "tokenizer": ctx.stage.dir,
+        "stats": ctx.output(ctx.out / "stats.json"),
+        "summary": ctx.output(ctx.out / "summary.md"),
+    }
+    metrics: dict[str, Any] = {
+        "vocab_size": stats[cfg.kind]["vocab_size"],
+        "train_time_s": stats[cfg.kind]["train_time_s"],
+    }
     if report is not None:
         outputs["compare"] = ctx.output(ctx.out / "compare" / "compare.md")
         main = report["results"].get(cfg.kind, {})
@@ -155,8 +185,20 @@ def run_compare(ctx: StageContext) -> StageResult:
     """Stage `tokenizer` action compare: the trained tokenizer, its candidates and tokenizer.compare_dirs."""
     stats_file = ctx.out / "stats.json"
     main_kind = json.loads(stats_file.read_text(encoding="utf-8"))["kind"] if stats_file.is_file() else None
-    report = compare_tokenizers(ctx.cfg.tokenizer, data_dir=ctx.stage_dir("data"), out=ctx.out, main_kind=main_kind,
-                                progress=ctx.progress, record=ctx.input)
-    return StageResult(outputs={"compare": ctx.output(ctx.out / "compare" / "compare.md")},
-                       metrics={f"{name}.{k}": m[k] for name, m in report["results"].items()
-                                for k in ("chars_per_token", "fertility") if m.get(k) is not None})
+    report = compare_tokenizers(
+        ctx.cfg.tokenizer,
+        data_dir=ctx.stage_dir("data"),
+        out=ctx.out,
+        main_kind=main_kind,
+        progress=ctx.progress,
+        record=ctx.input,
+    )
+    return StageResult(
+        outputs={"compare": ctx.output(ctx.out / "compare" / "compare.md")},
+        metrics={
+            f"{name}.{k}": m[k]
+            for name, m in report["results"].items()
+            for k in ("chars_per_token", "fertility")
+            if m.get(k) is not None
+        },
+    )

@@ -21,14 +21,22 @@ Kinds:
 
 from __future__ import annotations
 
-from kolm.errors import ConfigError
-
 import json
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-__all__ = ["SPECIAL_TOKENS", "CHAT_TOKENS", "CHAT_TEMPLATE", "train_tokenizer", "save_tokenizer", "kiwi_presegment", "get_kiwi"]
+from kolm.errors import ConfigError
+
+__all__ = [
+    "SPECIAL_TOKENS",
+    "CHAT_TOKENS",
+    "CHAT_TEMPLATE",
+    "train_tokenizer",
+    "save_tokenizer",
+    "kiwi_presegment",
+    "get_kiwi",
+]
 
 CHAT_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", *CHAT_TOKENS]
@@ -61,28 +69,43 @@ def _build(kind: str, cfg: Any) -> tuple[Any, Any]:
             pre = [pre_tokenizers.Split(Regex(_MORPH_MARK), behavior="removed")] + pre
         tok.pre_tokenizer = pre_tokenizers.Sequence(digits + pre)
         tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
-                                      special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                      show_progress=False)
+        trainer = trainers.BpeTrainer(
+            vocab_size=cfg.vocab_size,
+            min_frequency=cfg.min_frequency,
+            special_tokens=SPECIAL_TOKENS,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
     elif kind in ("unigram", "sp_bpe"):
         meta = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
         tok = Tokenizer(models.Unigram() if kind == "unigram" else models.BPE(unk_token="<unk>", byte_fallback=True))
         tok.pre_tokenizer = pre_tokenizers.Sequence(digits + [meta])
-        tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
-                                         decoders.Strip(" ", 1, 0)])
+        tok.decoder = decoders.Sequence(
+            [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+        )
         size = cfg.vocab_size - 256  # room for the 256 byte-fallback pieces appended after training
         if kind == "unigram":
-            trainer = trainers.UnigramTrainer(vocab_size=size, special_tokens=SPECIAL_TOKENS, unk_token="<unk>",
-                                              max_piece_length=8, show_progress=False)
+            trainer = trainers.UnigramTrainer(
+                vocab_size=size,
+                special_tokens=SPECIAL_TOKENS,
+                unk_token="<unk>",
+                max_piece_length=8,
+                show_progress=False,
+            )
         else:
-            trainer = trainers.BpeTrainer(vocab_size=size, min_frequency=cfg.min_frequency, special_tokens=SPECIAL_TOKENS,
-                                          show_progress=False)
+            trainer = trainers.BpeTrainer(
+                vocab_size=size, min_frequency=cfg.min_frequency, special_tokens=SPECIAL_TOKENS, show_progress=False
+            )
     elif kind == "wordpiece":
         tok = Tokenizer(models.WordPiece(unk_token="<unk>"))
         tok.pre_tokenizer = pre_tokenizers.Sequence(digits + [pre_tokenizers.BertPreTokenizer()])
         tok.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
-                                            special_tokens=SPECIAL_TOKENS, show_progress=False)
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=cfg.vocab_size,
+            min_frequency=cfg.min_frequency,
+            special_tokens=SPECIAL_TOKENS,
+            show_progress=False,
+        )
     else:
         raise ValueError(f"unknown tokenizer kind {kind!r}")
     if norm is not None:
@@ -127,8 +150,13 @@ def kiwi_presegment(texts: Iterable[str]) -> Iterator[str]:
     kiwi = get_kiwi()
     buf = list(texts) if not isinstance(texts, list) else texts
     for text, tokens in zip(buf, kiwi.tokenize(buf)):
-        cuts = sorted({t.start for t in tokens if 0 < t.start < len(text)
-                       and not text[t.start - 1].isspace() and not text[t.start].isspace()})
+        cuts = sorted(
+            {
+                t.start
+                for t in tokens
+                if 0 < t.start < len(text) and not text[t.start - 1].isspace() and not text[t.start].isspace()
+            }
+        )
         if not cuts:
             yield text
             continue
@@ -157,20 +185,31 @@ def train_tokenizer(kind: str, texts: list[str], cfg: Any) -> tuple[Any, dict[st
     except Exception as exc:  # the Rust trainer raises a bare Exception for settings the corpus cannot meet
         if "vocabulary is not large enough" in str(exc):
             chars = len({c for t in texts for c in t})
-            raise ConfigError(f"tokenizer.vocab_size {cfg.vocab_size} is too small for a {kind} tokenizer of this "
-                              f"corpus ({chars:,} distinct characters); raise tokenizer.vocab_size") from None
+            raise ConfigError(
+                f"tokenizer.vocab_size {cfg.vocab_size} is too small for a {kind} tokenizer of this "
+                f"corpus ({chars:,} distinct characters); raise tokenizer.vocab_size"
+            ) from None
         raise
     if kind == "morpheme_bpe":  # drop the training-only boundary split; the merges keep morphemes apart
         digits = [pre_tokenizers.Digits(individual_digits=True)] if cfg.split_digits else []
-        tok.pre_tokenizer = pre_tokenizers.Sequence(digits + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            digits + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
+        )
     if kind in ("unigram", "sp_bpe"):
         tok = _add_byte_fallback(tok, kind)
     stats = {
-        "kind": kind, "vocab_size": tok.get_vocab_size(), "requested_vocab_size": cfg.vocab_size,
-        "min_frequency": cfg.min_frequency, "normalization": cfg.normalization, "split_digits": cfg.split_digits,
-        "train_docs": len(texts), "train_chars": sum(len(t) for t in texts),
-        "train_time_s": round(time.perf_counter() - t0, 2), "kiwi_presegment_s": round(seg_s, 2),
-        "special_tokens": SPECIAL_TOKENS, "byte_level": kind in ("bytelevel_bpe", "morpheme_bpe"),
+        "kind": kind,
+        "vocab_size": tok.get_vocab_size(),
+        "requested_vocab_size": cfg.vocab_size,
+        "min_frequency": cfg.min_frequency,
+        "normalization": cfg.normalization,
+        "split_digits": cfg.split_digits,
+        "train_docs": len(texts),
+        "train_chars": sum(len(t) for t in texts),
+        "train_time_s": round(time.perf_counter() - t0, 2),
+        "kiwi_presegment_s": round(seg_s, 2),
+        "special_tokens": SPECIAL_TOKENS,
+        "byte_level": kind in ("bytelevel_bpe", "morpheme_bpe"),
     }
     return tok, stats
 
@@ -184,8 +223,13 @@ def save_tokenizer(tok: Any, out: Path, stats: dict[str, Any]) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
-        additional_special_tokens=CHAT_TOKENS, clean_up_tokenization_spaces=False,
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        additional_special_tokens=CHAT_TOKENS,
+        clean_up_tokenization_spaces=False,
     )
     fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(str(out))

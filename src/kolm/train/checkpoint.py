@@ -68,7 +68,9 @@ def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     if _dist():
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        return get_model_state_dict(unwrap_model(model), options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return get_model_state_dict(
+            unwrap_model(model), options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
     return {k: v.detach().cpu() for k, v in unwrap_model(model).state_dict().items()}
 
 
@@ -227,7 +229,9 @@ class Checkpointer:
             optim = torch.load(path / "optim.pt", map_location="cpu", weights_only=False)
             rng = torch.load(path / "rng.pt", map_location="cpu", weights_only=False)
         except FileNotFoundError as exc:
-            raise CheckpointError(f"checkpoint {path} is incomplete (missing {Path(exc.filename).name}); {hint}") from exc
+            raise CheckpointError(
+                f"checkpoint {path} is incomplete (missing {Path(exc.filename).name}); {hint}"
+            ) from exc
         except Exception as exc:  # noqa: BLE001 - any unpickling/JSON error means a corrupt file
             raise CheckpointError(f"checkpoint {path} is corrupt ({type(exc).__name__}: {exc}); {hint}") from exc
         try:

@@ -66,7 +66,8 @@ class PretrainConfig(Section):
     keep_last: int = option(2, help="checkpoints kept besides the best one", ge=1)
     resume: str = option("auto", help="auto (continue from the latest checkpoint), never, or a checkpoint path")
     distributed: str = option(
-        "ddp", help="strategy under torchrun: ddp or fsdp (FSDP2 fully_shard); ignored in one process",
+        "ddp",
+        help="strategy under torchrun: ddp or fsdp (FSDP2 fully_shard); ignored in one process",
         choices=["ddp", "fsdp"],
     )
     num_proc: int = option(0, help="tokenizer threads for packing (0 = all cores)", ge=0)

@@ -73,7 +73,7 @@ class TrainState:
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """"auto" -> "bf16" where the hardware computes in bf16 natively, else "fp32"; explicit values pass through.
+    """ "auto" -> "bf16" where the hardware computes in bf16 natively, else "fp32"; explicit values pass through.
 
     CUDA: when the GPU supports bf16. CPU: when it has AVX512-BF16 or AMX, where
     bf16 autocast measured about 2x faster than fp32 for the small preset; on
@@ -209,9 +209,10 @@ def train(
         value = metrics.get(settings.best_metric)
         if value is None:
             return metrics, False
-        better = math.isfinite(value) and (state.best_metric is None or (
-            value < state.best_metric if settings.lower_is_better else value > state.best_metric
-        ))
+        better = math.isfinite(value) and (
+            state.best_metric is None
+            or (value < state.best_metric if settings.lower_is_better else value > state.best_metric)
+        )
         if better:
             state.best_metric, state.best_step = float(value), state.step
             state.best_eval, state.evals_since_best = dict(metrics), 0
@@ -278,18 +279,27 @@ def train(
             now = time.perf_counter()
             tok_s = window_tokens / max(1e-9, now - window_start)
             window_tokens, window_start = 0, now
-            record = {"step": state.step, "loss": round(loss_value, 6), "lr": lr, "tok_per_s": round(tok_s, 1),
-                      "tokens": state.tokens, "elapsed_s": round(state.elapsed_s, 2),
-                      "peak_mem_mb": round(peak_memory_mb(device), 1)}
+            record = {
+                "step": state.step,
+                "loss": round(loss_value, 6),
+                "lr": lr,
+                "tok_per_s": round(tok_s, 1),
+                "tokens": state.tokens,
+                "elapsed_s": round(state.elapsed_s, 2),
+                "peak_mem_mb": round(peak_memory_mb(device), 1),
+            }
             if grad_norm is not None:
                 record["grad_norm"] = round(grad_norm, 4)
             u = mfu(tok_s, settings.flops_per_token or 0.0, settings.peak_flops, world)
             if u is not None:
                 record["mfu"] = round(u, 4)
         if progress is not None:
-            progress.update(completed=state.step, total=settings.max_steps,
-                            info=f"loss {loss_value:.3f} lr {lr:.2e}"
-                            + (f" {record['tok_per_s']:.0f} tok/s" if "tok_per_s" in record else ""))
+            progress.update(
+                completed=state.step,
+                total=settings.max_steps,
+                info=f"loss {loss_value:.3f} lr {lr:.2e}"
+                + (f" {record['tok_per_s']:.0f} tok/s" if "tok_per_s" in record else ""),
+            )
 
         # -- evaluation and checkpoints -------------------------------------------
         metric = None
@@ -308,8 +318,10 @@ def train(
         if (settings.save_every and state.step % settings.save_every == 0) or last_step:
             save(metric)
         if settings.patience and state.evals_since_best >= settings.patience:
-            log(f"early stop at step {state.step}: {settings.best_metric} did not improve in {settings.patience} "
-                f"evaluations (best {state.best_metric} at step {state.best_step})")
+            log(
+                f"early stop at step {state.step}: {settings.best_metric} did not improve in {settings.patience} "
+                f"evaluations (best {state.best_metric} at step {state.best_step})"
+            )
             break
     if best_weights and state.best_step != state.step:
         params_by_name = dict(model.named_parameters())

@@ -126,15 +126,22 @@ def pack_splits(
     """
     out_dir = Path(out_dir)
     index = read_index(out_dir)
-    if index and index.get("fingerprint") == fingerprint and all(
-        (out_dir / s["file"]).is_file() for sp in index["splits"].values() for s in sp["shards"]
+    if (
+        index
+        and index.get("fingerprint") == fingerprint
+        and all((out_dir / s["file"]).is_file() for sp in index["splits"].values() for s in sp["shards"])
     ):
         return index, False
     for old in out_dir.glob("*.bin"):
         old.unlink()
     vocab = tokenizer.get_vocab_size() if hasattr(tokenizer, "get_vocab_size") else len(tokenizer)
-    index = {"fingerprint": fingerprint, "dtype": _dtype_for(vocab).name, "vocab_size": vocab, "eos_id": eos_id,
-             "splits": {}}
+    index = {
+        "fingerprint": fingerprint,
+        "dtype": _dtype_for(vocab).name,
+        "vocab_size": vocab,
+        "eos_id": eos_id,
+        "splits": {},
+    }
     for split, texts in split_texts.items():
         it = texts() if callable(texts) else texts
         index["splits"][split] = pack_split(it, tokenizer, out_dir, split, eos_id, shard_tokens, progress)

@@ -22,27 +22,39 @@ from typing import Any
 import torch
 from torch import nn
 
-from kolm.errors import ConfigError, DataError, KolmError
 from kolm.context import StageContext, StageResult
+from kolm.errors import ConfigError, DataError, KolmError
 from kolm.files import append_jsonl, hash_path, write_json
+from kolm.model_config import ModelConfig
 from kolm.models.registry import flops_per_token
 from kolm.progress import Progress
 from kolm.train import distributed as dist
 from kolm.train.checkpoint import Checkpointer, model_state, unwrap_model
+from kolm.train.config import PretrainConfig
 from kolm.train.loop import LoopSettings, TrainState, resolve_precision, train
 from kolm.train.metrics import bits_per_char, count_params, peak_flops
 from kolm.train.optim import build_adamw
 from kolm.train.pack import PackedTokens, WindowSampler, pack_splits
 from kolm.train.schedule import build_scheduler
 
-__all__ = ["run", "pretrain", "build_model", "grad_accum_steps", "make_evaluator", "generate_samples", "enable_activation_checkpointing"]
+__all__ = [
+    "run",
+    "pretrain",
+    "build_model",
+    "grad_accum_steps",
+    "make_evaluator",
+    "generate_samples",
+    "enable_activation_checkpointing",
+]
 
 
 # ----------------------------------------------------------------------------
 # Pieces (public so tests, benchmarks and the launcher reuse them)
 
 
-def build_model(model_cfg: Any, vocab_size: int, bos_id: int | None, eos_id: int | None, pad_id: int | None) -> nn.Module:
+def build_model(
+    model_cfg: ModelConfig, vocab_size: int, bos_id: int | None, eos_id: int | None, pad_id: int | None
+) -> nn.Module:
     """KolmGPT from the run config's `model:` section and the tokenizer's vocabulary (initialised on CPU)."""
     from kolm.models.registry import build_causal_lm
 
@@ -88,8 +100,9 @@ def make_evaluator(val: PackedTokens, batch_size: int, max_batches: int, device:
     return evaluate
 
 
-def generate_samples(model: nn.Module, tokenizer: Any, prompts: list[str], max_new_tokens: int, device: str,
-                     seed: int = 0) -> list[dict[str, str]]:
+def generate_samples(
+    model: nn.Module, tokenizer: Any, prompts: list[str], max_new_tokens: int, device: str, seed: int = 0
+) -> list[dict[str, str]]:
     """Continuations of fixed prompts, sampled as `kolm generate` samples by default (temperature 0.8,
     top-k 50, top-p 0.95, repetition penalty 1.1, fixed seed), through the generation engine.
 
@@ -97,8 +110,9 @@ def generate_samples(model: nn.Module, tokenizer: Any, prompts: list[str], max_n
     """
     from kolm.infer.generate import SamplingParams, generate
 
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.8, top_k=50, top_p=0.95,
-                            repetition_penalty=1.1, seed=seed)
+    params = SamplingParams(
+        max_new_tokens=max_new_tokens, temperature=0.8, top_k=50, top_p=0.95, repetition_penalty=1.1, seed=seed
+    )
     done = generate(unwrap_model(model), tokenizer, prompts, params)
     return [{"prompt": p, "completion": c.text or ""} for p, c in zip(prompts, done)]
 
@@ -128,12 +142,15 @@ def _trim_jsonl(path: Path, max_step: int) -> None:
     """Drop records after `max_step` (left by an interrupted run that is now resumed)."""
     if not path.is_file():
         return
-    keep = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()
-            and json.loads(ln).get("step", 0) <= max_step]
+    keep = [
+        ln
+        for ln in path.read_text(encoding="utf-8").splitlines()
+        if ln.strip() and json.loads(ln).get("step", 0) <= max_step
+    ]
     path.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
 
 
-def _sinks(p: Any, out: Path, run_name: str) -> list:
+def _sinks(p: PretrainConfig, out: Path, run_name: str) -> list:
     sinks = []
     if p.tensorboard:
         try:
@@ -141,8 +158,16 @@ def _sinks(p: Any, out: Path, run_name: str) -> list:
         except ImportError as exc:
             raise KolmError("pretrain.tensorboard=true needs tensorboard: pip install tensorboard") from exc
         writer = SummaryWriter(str(out / "tensorboard"))
-        sinks.append(lambda r: [writer.add_scalar(k, v, r["step"]) for k, v in r.items()
-                                if k != "step" and isinstance(v, (int, float))] and writer.flush())
+        sinks.append(
+            lambda r: (
+                [
+                    writer.add_scalar(k, v, r["step"])
+                    for k, v in r.items()
+                    if k != "step" and isinstance(v, (int, float))
+                ]
+                and writer.flush()
+            )
+        )
     if p.wandb:
         try:
             import wandb
@@ -165,18 +190,30 @@ def run(ctx: StageContext) -> StageResult:
     for split in ("train", "validation"):
         if (data_dir / split).is_dir():
             ctx.input(data_dir / split)  # new data re-runs the stage (and re-packs)
-    metrics = pretrain(ctx.cfg.model, ctx.cfg.pretrain, data_dir=data_dir, tokenizer_dir=tok_dir, out=ctx.out,
-                       seed=ctx.cfg.seed, device=ctx.device, progress=ctx.progress, run_name=ctx.cfg.name)
+    metrics = pretrain(
+        ctx.cfg.model,
+        ctx.cfg.pretrain,
+        data_dir=data_dir,
+        tokenizer_dir=tok_dir,
+        out=ctx.out,
+        seed=ctx.cfg.seed,
+        device=ctx.device,
+        progress=ctx.progress,
+        run_name=ctx.cfg.name,
+    )
     return StageResult(
-        outputs={"final": ctx.output(ctx.out / "final"), "metrics": ctx.output(ctx.out / "metrics.jsonl"),
-                 "samples": ctx.output(ctx.out / "samples.jsonl")},
+        outputs={
+            "final": ctx.output(ctx.out / "final"),
+            "metrics": ctx.output(ctx.out / "metrics.jsonl"),
+            "samples": ctx.output(ctx.out / "samples.jsonl"),
+        },
         metrics=metrics,
     )
 
 
 def pretrain(
-    model_cfg: Any,
-    p: Any,
+    model_cfg: ModelConfig,
+    p: PretrainConfig,
     *,
     data_dir: Path,
     tokenizer_dir: Path,
@@ -224,8 +261,9 @@ def pretrain(
         for split in ("train", "validation"):
             if not (data_dir / split).is_dir():
                 raise DataError(f"no {split} split in {data_dir}; run `kolm data` first")
-        fp = _fingerprint(hash_path(tok_dir / "tokenizer.json"), hash_path(data_dir / "train"),
-                          hash_path(data_dir / "validation"))
+        fp = _fingerprint(
+            hash_path(tok_dir / "tokenizer.json"), hash_path(data_dir / "train"), hash_path(data_dir / "validation")
+        )
         if p.num_proc:
             os.environ.setdefault("RAYON_NUM_THREADS", str(p.num_proc))  # read by the Rust tokenizer pool
         from tokenizers import Tokenizer
@@ -233,10 +271,21 @@ def pretrain(
         fast = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
         with progress.task("packing tokens") as task:
             index, packed_now = pack_splits(
-                {"train": lambda: read_split(data_dir, "train"), "validation": lambda: read_split(data_dir, "validation")},
-                fast, pack_dir, eos_id, fp, p.shard_tokens, task)
-        progress.log(("packed " if packed_now else "packing up to date: ")
-                + ", ".join(f"{k} {v['tokens']:,} tokens / {v['docs']:,} docs" for k, v in index["splits"].items()))
+                {
+                    "train": lambda: read_split(data_dir, "train"),
+                    "validation": lambda: read_split(data_dir, "validation"),
+                },
+                fast,
+                pack_dir,
+                eos_id,
+                fp,
+                p.shard_tokens,
+                task,
+            )
+        progress.log(
+            ("packed " if packed_now else "packing up to date: ")
+            + ", ".join(f"{k} {v['tokens']:,} tokens / {v['docs']:,} docs" for k, v in index["splits"].items())
+        )
     dist.barrier()
     train_data = PackedTokens(pack_dir, "train", p.seq_len)
     val_data = PackedTokens(pack_dir, "validation", p.seq_len)
@@ -274,30 +323,50 @@ def pretrain(
 
     sampler = WindowSampler(train_data, p.batch_size, seed=seed, rank=dist.rank(), world_size=world)
     settings = LoopSettings(
-        max_steps=p.max_steps, grad_accum=accum, grad_clip=p.grad_clip, precision=precision, log_every=p.log_every,
-        eval_every=p.eval_every, save_every=p.save_every, resume=str(resume_path) if resume_path else "never",
+        max_steps=p.max_steps,
+        grad_accum=accum,
+        grad_clip=p.grad_clip,
+        precision=precision,
+        log_every=p.log_every,
+        eval_every=p.eval_every,
+        save_every=p.save_every,
+        resume=str(resume_path) if resume_path else "never",
         flops_per_token=flops_per_token(unwrap_model(model).config, p.seq_len),
         peak_flops=peak_flops(device),
     )
-    progress.log(f"model {n_params / 1e6:.2f}M parameters; {world} process(es) on {device}, {precision}; "
-            f"{p.batch_size}x{p.seq_len} tokens x {accum} accumulation x {world} = "
-            f"{p.batch_size * p.seq_len * accum * world:,} tokens/step; {len(train_data):,} train windows")
+    progress.log(
+        f"model {n_params / 1e6:.2f}M parameters; {world} process(es) on {device}, {precision}; "
+        f"{p.batch_size}x{p.seq_len} tokens x {accum} accumulation x {world} = "
+        f"{p.batch_size * p.seq_len * accum * world:,} tokens/step; {len(train_data):,} train windows"
+    )
 
     hooks = []
     if p.sample_every and world == 1:
+
         def sample_hook(m: nn.Module, state: TrainState) -> None:
             if state.step % p.sample_every == 0 and state.step < p.max_steps:
                 for row in generate_samples(m, tokenizer, p.sample_prompts, p.sample_max_new_tokens, device, seed):
                     append_jsonl(samples_path, {"step": state.step, **row})
+
         hooks.append(sample_hook)
 
     with progress.task("pretraining", total=p.max_steps) as task:
         state = train(
-            model, sampler, optimizer, scheduler, settings=settings, device=device,
-            evaluate=make_evaluator(val_data, p.batch_size, p.eval_batches, device,
-                                    grad_mode=world > 1 and p.distributed == "fsdp"),
+            model,
+            sampler,
+            optimizer,
+            scheduler,
+            settings=settings,
+            device=device,
+            evaluate=make_evaluator(
+                val_data, p.batch_size, p.eval_batches, device, grad_mode=world > 1 and p.distributed == "fsdp"
+            ),
             checkpointer=ckpt,
-            metrics_path=metrics_path, progress=task, log=progress.log, hooks=hooks, sinks=_sinks(p, out, run_name) if is_main else [],
+            metrics_path=metrics_path,
+            progress=task,
+            log=progress.log,
+            hooks=hooks,
+            sinks=_sinks(p, out, run_name) if is_main else [],
             checkpoint_extra={"config": {"model": _section(model_cfg), "pretrain": _section(p)}},
         )
 
@@ -311,9 +380,13 @@ def pretrain(
         for row in samples:
             append_jsonl(samples_path, {"step": state.step, **row})
         metrics = {
-            "steps": state.step, "tokens": state.tokens, "params": n_params,
-            "val_loss": state.last_eval.get("val_loss"), "val_bpc": state.last_eval.get("val_bpc"),
-            "train_loss": state.loss, "train_time_s": round(state.elapsed_s, 1),
+            "steps": state.step,
+            "tokens": state.tokens,
+            "params": n_params,
+            "val_loss": state.last_eval.get("val_loss"),
+            "val_bpc": state.last_eval.get("val_bpc"),
+            "train_loss": state.loss,
+            "train_time_s": round(state.elapsed_s, 1),
             "tok_per_s": round(state.tokens / max(1e-9, state.elapsed_s), 1),
         }
         _write_summary(out / "summary.md", metrics, samples, settings, p, world, device)
@@ -328,7 +401,9 @@ def _section(section: Any) -> dict[str, Any]:
     return to_dict(section)
 
 
-def _export(model_cfg: Any, tokenizer: Any, eos_id: int, state: dict[str, torch.Tensor], final: Path, device: str) -> nn.Module:
+def _export(
+    model_cfg: ModelConfig, tokenizer: Any, eos_id: int, state: dict[str, torch.Tensor], final: Path, device: str
+) -> nn.Module:
     """Write the HF model dir (atomically) and return a fresh single-process model holding the weights."""
     model = build_model(model_cfg, len(tokenizer), tokenizer.bos_token_id, eos_id, tokenizer.pad_token_id)
     model.load_state_dict(state)
@@ -341,21 +416,37 @@ def _export(model_cfg: Any, tokenizer: Any, eos_id: int, state: dict[str, torch.
     return model.to(device)
 
 
-def _write_summary(path: Path, m: dict[str, Any], samples: list[dict[str, str]], settings: LoopSettings, p: Any,
-                   world: int, device: str) -> None:
+def _write_summary(
+    path: Path,
+    m: dict[str, Any],
+    samples: list[dict[str, str]],
+    settings: LoopSettings,
+    p: PretrainConfig,
+    world: int,
+    device: str,
+) -> None:
     def fmt(v: Any) -> str:
         if isinstance(v, float) and math.isfinite(v):
             return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.4f}"
         return str(v)
 
     lines = [
-        "# Pretraining", "",
+        "# Pretraining",
+        "",
         f"{m['params'] / 1e6:.2f}M parameters, {m['steps']} steps, {m['tokens']:,} tokens, "
-        f"{world} process(es) on {device} ({settings.precision}), {m['train_time_s']} s of training.", "",
-        "| figure | value |", "| --- | --- |",
+        f"{world} process(es) on {device} ({settings.precision}), {m['train_time_s']} s of training.",
+        "",
+        "| figure | value |",
+        "| --- | --- |",
         *[f"| {k} | {fmt(m[k])} |" for k in ("val_loss", "val_bpc", "train_loss", "tok_per_s", "train_time_s")],
-        "", "Bits per character (`val_bpc`) does not depend on the tokenizer, so runs with different tokenizers "
-        "compare on it.", "", "## Samples", "", "| prompt | continuation |", "| --- | --- |",
+        "",
+        "Bits per character (`val_bpc`) does not depend on the tokenizer, so runs with different tokenizers "
+        "compare on it.",
+        "",
+        "## Samples",
+        "",
+        "| prompt | continuation |",
+        "| --- | --- |",
     ]
     for row in samples:
         cont = row["completion"].replace("|", "\\|").replace("\n", " ")
