@@ -79,11 +79,7 @@ def test_checkpoint_from_another_tokenizer_is_rejected(tiny_run, tmp_path):
         run_stage(cfg, "pretrain", force=True)
 
 
-def test_vocab_size_disagreeing_with_tokenizer(tiny_run):
-    from kolm.model_config import ModelConfig
-
-    if "vocab_size" not in ModelConfig.__dataclass_fields__:
-        pytest.skip("model.vocab_size is not a setting in this version")
-    cfg = tiny_run(**{"model.vocab_size": 12345})
-    with pytest.raises(ConfigError, match="vocab_size"):
-        run_stage(cfg, "pretrain")
+def test_vocab_size_is_not_a_setting(tiny_run):
+    """The vocabulary always comes from the trained tokenizer; setting it is an unknown-key error."""
+    with pytest.raises(ConfigError, match="model.vocab_size: unknown key"):
+        tiny_run(**{"model.vocab_size": 12345})
