@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from kolm.align.config import AlignConfig
 from kolm.data.config import DataConfig
 from kolm.errors import ConfigError
 from kolm.evaluate.config import EvalConfig
@@ -107,6 +108,7 @@ class RunConfig(Section):
     model: ModelConfig = option(default_factory=ModelConfig, help="model architecture (모델 구조)")
     pretrain: PretrainConfig = option(default_factory=PretrainConfig, help="pretraining (사전학습)")
     finetune: FinetuneConfig = option(default_factory=FinetuneConfig, help="fine-tuning (미세조정)")
+    align: AlignConfig = option(default_factory=AlignConfig, help="alignment (정렬): reward model, DPO, PPO, GRPO")
     eval: EvalConfig = option(default_factory=EvalConfig, help="evaluation (평가)")
     pipeline: PipelineConfig = option(default_factory=PipelineConfig, help="which stages the pipeline runs")
 

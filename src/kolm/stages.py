@@ -73,6 +73,16 @@ STAGES: tuple[Stage, ...] = (
         actions={"compare": "kolm.finetune.compare:run"},
     ),
     Stage(
+        name="align",
+        week=9,
+        help="Align (정렬): reward model, DPO, PPO, GRPO; positive rate and reward before and after",
+        entry="kolm.align.stage:run",
+        dir="align",
+        sections=("align",),
+        produces="align/<method>/ (model or adapter), metrics.jsonl, eval.json, samples.jsonl",
+        actions={"compare": "kolm.align.compare:run"},
+    ),
+    Stage(
         name="eval",
         week=7,
         help="Evaluate (평가): perplexity, classification, few-shot, BLEU/ROUGE, LLM-as-judge",

@@ -25,6 +25,8 @@ TOOLS: dict[str, str] = {
     "generate": "kolm.cli.generate:command",
     "chat": "kolm.cli.chat:command",
     "export": "kolm.cli.export:command",
+    "serve": "kolm.cli.serve:command",
+    "ui": "kolm.cli.ui:command",
 }
 
 HELP = """kolm: 한국어 LLM을 처음부터 — from raw Korean text to a served, aligned chat model.

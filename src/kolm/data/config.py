@@ -149,6 +149,19 @@ class DataConfig(Section):
     pii: PiiConfig = option(default_factory=PiiConfig, help="PII redaction")
     dedup: DedupConfig = option(default_factory=DedupConfig, help="deduplication")
     val_fraction: float = option(0.05, help="share of documents held out for validation", ge=0.0, lt=1.0)
-    num_proc: int = option(0, help="worker processes (0 = all cores)", ge=0)
+    engine: str = option(
+        "local",
+        help="local (worker processes on this machine) or ray (Ray Data, one machine or a cluster; same results)",
+        choices=["local", "ray"],
+    )
+    ray_address: str | None = option(
+        None, help="engine=ray: none starts a local Ray with num_proc CPUs; 'auto' joins the cluster of `ray start`"
+    )
+    ray_partitions: int = option(
+        0,
+        help="engine=ray: shuffle partitions of the dedup groupbys (0 = from the cluster's CPUs and the data size)",
+        ge=0,
+    )
+    num_proc: int = option(0, help="worker processes, or CPUs of a local Ray (0 = all cores)", ge=0)
     chunk_docs: int = option(4000, help="documents per processing chunk (bounds memory)", ge=1)
     shard_docs: int = option(100_000, help="documents per output parquet shard", ge=1)

@@ -11,6 +11,10 @@ LSH: the signature is cut into `bands` bands; documents sharing any band hash
 are candidates; a candidate pair counts as duplicate when the share of equal
 signature values (estimated Jaccard) reaches `threshold`. Connected components
 of the duplicate graph are the clusters; the first document of a cluster is kept.
+
+The pieces are plain functions of arrays (`star_pairs`, `verified`,
+`components`) so that both curation engines use them: the local engine over
+one machine's index, the Ray engine inside its groupbys (kolm.data.ray_engine).
 """
 
 from __future__ import annotations
@@ -20,7 +24,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["text_hash", "minhash_signatures", "band_hashes", "NearDuplicateIndex", "estimated_jaccard"]
+__all__ = [
+    "text_hash",
+    "hash_array",
+    "minhash_signatures",
+    "band_hashes",
+    "star_pairs",
+    "verified",
+    "components",
+    "NearDuplicateIndex",
+    "estimated_jaccard",
+]
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -30,6 +44,11 @@ _GOLD = np.uint64(0x9E3779B97F4A7C15)
 def text_hash(text: str) -> bytes:
     """8-byte content hash for exact deduplication (blake2b; stable across runs and machines)."""
     return hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+
+
+def hash_array(texts: list[str]) -> np.ndarray:
+    """`text_hash` of each text as one uint64 (equal texts, equal values)."""
+    return np.frombuffer(b"".join(text_hash(t) for t in texts), dtype="<u8").copy()
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -54,8 +73,9 @@ def minhash_signatures(texts: list[str], ngram: int = 5, num_perm: int = 128, se
     if n_docs == 0:
         return out
     docs = [" ".join(t.split()) for t in texts]
-    # all documents as one code point array, each followed by n-1 separators so no shingle spans two docs
-    sep = "\x00" * (ngram - 1) if ngram > 1 else ""
+    # all documents as one code point array, each followed by n separators so no shingle spans two docs
+    # (not even the one padded window of an empty document): a signature depends on its text alone
+    sep = "\x00" * ngram
     joined = sep.join(docs) + sep
     cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     cps = np.concatenate([cps, np.zeros(ngram, dtype=np.uint64)])  # padding: short/empty last docs still get a window
@@ -100,6 +120,39 @@ def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a == b).mean(axis=-1)
 
 
+def star_pairs(bucket: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs of one band: each member of a bucket linked to the bucket's first (smallest) key.
+
+    `bucket` holds one band hash per row, `keys` the document order of the row.
+    Returns (first, member) arrays; a bucket of k documents gives k-1 pairs.
+    """
+    order = np.lexsort((keys, bucket))  # by bucket, then by key
+    b, k = bucket[order], keys[order]
+    new_group = np.concatenate([[True], b[1:] != b[:-1]])
+    first = k[np.flatnonzero(new_group)[np.cumsum(new_group) - 1]]
+    member = ~new_group
+    return first[member], k[member]
+
+
+def verified(sig_a: np.ndarray, sig_b: np.ndarray, threshold: float) -> np.ndarray:
+    """Which candidate pairs count as duplicates: estimated Jaccard at least `threshold`."""
+    return estimated_jaccard(sig_a, sig_b) >= threshold
+
+
+def components(src: np.ndarray, dst: np.ndarray, n: int) -> np.ndarray:
+    """Label of each of `n` documents for duplicate pairs (src, dst): the smallest index of its component."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    rep = np.full(comp.max() + 1, n, dtype=np.int64)
+    np.minimum.at(rep, comp, np.arange(n))
+    return rep[comp]
+
+
 class NearDuplicateIndex:
     """Collects band hashes and signatures chunk by chunk; `clusters()` resolves them at the end.
 
@@ -131,47 +184,20 @@ class NearDuplicateIndex:
         bands = np.concatenate(self._bands)
         self._bands = []
         sigs = np.memmap(self._sig_path, dtype=np.uint32, mode="r", shape=(n, self.num_perm))
-        src_all, dst_all = [], []
-        for b in range(self.bands):
-            key = bands[:, b]
-            order = np.argsort(key, kind="stable")
-            k = key[order]
-            same = np.flatnonzero(k[1:] == k[:-1])  # order[same+1] shares a bucket with order[same]
-            if len(same) == 0:
-                continue
-            # link each member to the first document of its bucket (stable sort keeps index order)
-            first = np.empty(len(k), dtype=np.int64)
-            new_group = np.concatenate([[True], k[1:] != k[:-1]])
-            first_pos = np.flatnonzero(new_group)
-            group_id = np.cumsum(new_group) - 1
-            first = order[first_pos[group_id]]
-            members = order[same + 1]
-            src_all.append(first[same + 1])
-            dst_all.append(members)
-        if not src_all:
-            return np.arange(n), 0
-        src = np.concatenate(src_all)
-        dst = np.concatenate(dst_all)
-        pairs = np.unique(np.stack([src, dst], axis=1), axis=0)
+        index = np.arange(n, dtype=np.int64)
+        found = [star_pairs(bands[:, b], index) for b in range(self.bands)]
+        pairs = np.unique(
+            np.stack([np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])], 1), axis=0
+        )
         # verify candidates by estimated Jaccard, in slices to bound memory
         keep = np.zeros(len(pairs), dtype=bool)
         for i in range(0, len(pairs), 200_000):
             p = pairs[i : i + 200_000]
-            keep[i : i + 200_000] = (
-                estimated_jaccard(np.asarray(sigs[p[:, 0]]), np.asarray(sigs[p[:, 1]])) >= self.threshold
-            )
+            keep[i : i + 200_000] = verified(np.asarray(sigs[p[:, 0]]), np.asarray(sigs[p[:, 1]]), self.threshold)
         pairs = pairs[keep]
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
-
-        graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-        _, comp = connected_components(graph, directed=False)
-        # representative = smallest index in each component (the first document seen)
-        rep = np.full(comp.max() + 1, n, dtype=np.int64)
-        np.minimum.at(rep, comp, np.arange(n))
         del sigs
         try:
             self._sig_path.unlink()
         except OSError:
             pass
-        return rep[comp], len(pairs)
+        return components(pairs[:, 0], pairs[:, 1], n), len(pairs)

@@ -25,7 +25,17 @@ from typing import Any, Iterator
 
 from kolm.errors import DataError
 
-__all__ = ["assets_dir", "expand_paths", "iter_records", "read_file", "read_recipe", "read_source", "source_name"]
+__all__ = [
+    "assets_dir",
+    "expand_paths",
+    "iter_records",
+    "read_file",
+    "read_recipe",
+    "read_source",
+    "read_source_file",
+    "source_files",
+    "source_name",
+]
 
 Doc = tuple[str, str]
 _ICONV = "`iconv -f cp949 -t utf-8`"
@@ -343,19 +353,37 @@ def source_name(src: Any) -> str:
     return f"{src.kind}:{Path(str(src.path)).name}"
 
 
-def read_source(src: Any, issues: Counter) -> Iterator[Doc]:
-    """Documents of one `SourceConfig`, at most `max_docs`."""
+def source_files(src: Any) -> list[Path] | None:
+    """Files of one `SourceConfig` in reading order, or None for a hub dataset (read as one stream)."""
     if src.kind == "embedded":
         files = sorted((assets_dir() / "corpus").glob("*.jsonl"))
         if not files:
             raise DataError(f"the embedded corpus is missing from {assets_dir() / 'corpus'}; reinstall kolm")
-        gen: Iterator[Doc] = (d for f in files for d in _read_jsonl(f, "text", issues))
-    elif src.kind == "file":
-        gen = (d for f in expand_paths(str(src.path)) for d in read_file(f, src.text_field, issues, src.txt_mode))
+        return files
+    if src.kind == "file":
+        return expand_paths(str(src.path))
+    if src.kind == "recipe":
+        return expand_paths(str(src.path) if src.path else _default_recipe_path(str(src.recipe)))
+    return None
+
+
+def read_source_file(src: Any, path: Path, issues: Counter) -> Iterator[Doc]:
+    """Documents of one file of a source (one of `source_files(src)`), without the `max_docs` cap."""
+    if src.kind == "embedded":
+        yield from _read_jsonl(path, "text", issues)
     elif src.kind == "recipe":
-        gen = read_recipe(str(src.recipe), str(src.path) if src.path else _default_recipe_path(str(src.recipe)), issues)
+        yield from read_recipe(str(src.recipe), str(path), issues)
     else:
-        gen = _read_hub(src, issues)
+        yield from read_file(path, src.text_field, issues, src.txt_mode)
+
+
+def read_source(src: Any, issues: Counter) -> Iterator[Doc]:
+    """Documents of one `SourceConfig`, at most `max_docs`."""
+    files = source_files(src)
+    if files is None:
+        gen: Iterator[Doc] = _read_hub(src, issues)
+    else:
+        gen = (d for f in files for d in read_source_file(src, f, issues))
     for i, doc in enumerate(gen):
         if src.max_docs and i >= src.max_docs:
             break

@@ -300,6 +300,7 @@ class Preference:
     chosen: str | Chat
     rejected: str | Chat
     id: str = ""
+    margin: float | None = None  # how much better chosen is (optional `margin` column; a reward model's loss uses it)
 
     @property
     def is_chat(self) -> bool:
@@ -345,7 +346,13 @@ def _preference(row: dict[str, Any]) -> Preference:
         raise DataError(
             "'chosen' and 'rejected' are identical; a preference pair needs two different answers (fix or remove the row)"
         )
-    return Preference(prompt=prompt, chosen=chosen, rejected=rejected, id=str(row.get("id", "")))
+    margin = row.get("margin")
+    if margin is not None:
+        try:
+            margin = float(margin)
+        except (TypeError, ValueError):
+            raise DataError(f"'margin' must be a number, not {margin!r}") from None
+    return Preference(prompt=prompt, chosen=chosen, rejected=rejected, id=str(row.get("id", "")), margin=margin)
 
 
 def read_preferences(path: str | Path | None = None) -> list[Preference]:
@@ -353,8 +360,9 @@ def read_preferences(path: str | Path | None = None) -> list[Preference]:
 
     Each field is text or a list of chat messages (a pair in chat form has
     every field as messages). A row without `prompt` whose answers are whole
-    conversations takes their shared beginning as the prompt. Rows with a
-    missing field or identical answers raise DataError naming the file and row.
+    conversations takes their shared beginning as the prompt. An optional
+    numeric `margin` column says how much better the chosen answer is. Rows
+    with a missing field or identical answers raise DataError naming the file and row.
     """
     path = Path(path) if path is not None else assets_dir() / "preferences.jsonl"
     rows = read_records(path)

@@ -75,8 +75,16 @@ def to_llama(model: Any) -> Any:
     return llama
 
 
-def export_hf_llama(model_dir: str | Path, out_dir: str | Path) -> Path:
-    """Write `model_dir` (a KolmGPT causal LM with its tokenizer) as a vanilla Llama directory at `out_dir`."""
+def export_hf_llama(
+    model_dir: str | Path, out_dir: str | Path, *, quant: str | None = None, dtype: str | None = None
+) -> Path:
+    """Write `model_dir` (a KolmGPT causal LM with its tokenizer) as a vanilla Llama directory at `out_dir`.
+
+    `dtype` (fp32, bf16, fp16) casts the saved weights; None keeps the checkpoint's. `quant` must be None or
+    "none": quantized Llama dirs are the consumers' business (vLLM, TensorRT-LLM quantize on load).
+    """
+    if quant not in (None, "none"):
+        raise KolmError(f"hf-llama export writes unquantized weights (quant {quant!r}); use --format gguf or onnx")
     from transformers import AutoConfig
 
     from kolm.models.gpt import KolmGPTConfig
@@ -90,7 +98,7 @@ def export_hf_llama(model_dir: str | Path, out_dir: str | Path) -> Path:
         raise KolmError(
             f"{model_dir} holds a {model_type!r} model; hf-llama export needs a {KolmGPTConfig.model_type} model"
         )
-    ours, _ = load_model(model_dir, device="cpu")
+    ours, _ = load_model(model_dir, device="cpu", dtype=dtype)
     llama = to_llama(ours)
     out_dir.mkdir(parents=True, exist_ok=True)
     llama.save_pretrained(out_dir, safe_serialization=True)

@@ -27,6 +27,7 @@ import torch
 
 from kolm.errors import KolmError
 from kolm.infer.sampling import SamplingParams, sample_next
+from kolm.infer.text import held_back, stop_cut
 
 __all__ = ["Engine", "Completion", "SamplingParams"]
 
@@ -48,31 +49,6 @@ class _Row:
     done: bool = False
     reason: str = "length"
     text: str | None = None  # final text when a stop string cut it
-
-
-def _stop_cut(text: str, stops: list[str], keep: bool) -> int | None:
-    """End index of `text` to keep when a stop string occurs, else None."""
-    best = None
-    for s in stops:
-        i = text.find(s)
-        if i >= 0 and (best is None or i < best[0]):
-            best = (i, i + len(s))
-    if best is None:
-        return None
-    return best[1] if keep else best[0]
-
-
-def _held_back(text: str, stops: list[str]) -> int:
-    """How many trailing characters might be the start of a stop string or an unfinished character."""
-    hold = 0
-    for s in stops:
-        for n in range(min(len(s) - 1, len(text)), 0, -1):
-            if text.endswith(s[:n]):
-                hold = max(hold, n)
-                break
-    if text.endswith("\ufffd"):  # incomplete UTF-8 sequence: wait for the next byte-token
-        hold = max(hold, len(text) - len(text.rstrip("\ufffd")))
-    return hold
 
 
 class Engine:
@@ -196,7 +172,7 @@ class Engine:
                 row.ids.append(tok)
                 if stops:
                     text = self._decode(row.ids)
-                    cut = _stop_cut(text, stops, params.include_stop)
+                    cut = stop_cut(text, stops, params.include_stop)
                     if cut is not None:
                         row.done, row.reason, row.text = True, "stop", text[:cut]
             yield rows
@@ -251,7 +227,7 @@ class Engine:
         for rows in self._steps([encoded], params):
             row = rows[0]
             text = row.text if row.text is not None else self._decode(row.ids)
-            safe = len(text) if row.done else len(text) - _held_back(text, params.stop)
+            safe = len(text) if row.done else len(text) - held_back(text, params.stop)
             if safe > emitted:
                 yield text[emitted:safe]
                 emitted = safe

@@ -26,7 +26,15 @@ from kolm.errors import KolmError
 from kolm.infer.engine import Completion, Engine
 from kolm.infer.sampling import SamplingParams
 
-__all__ = ["generator_for", "generate", "render_prompt", "HFGenerator", "Completion", "SamplingParams"]
+__all__ = [
+    "generator_for",
+    "generate",
+    "render_prompt",
+    "chat_eos_ids",
+    "HFGenerator",
+    "Completion",
+    "SamplingParams",
+]
 
 
 def render_prompt(tokenizer: Any, prompt: str, chat: bool) -> str:
@@ -36,6 +44,12 @@ def render_prompt(tokenizer: Any, prompt: str, chat: bool) -> str:
             [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
         )
     return prompt
+
+
+def chat_eos_ids(tokenizer: Any) -> list[int]:
+    """Token ids that end an assistant turn: the tokenizer's EOS and kolm's end-of-turn token `<|end|>`."""
+    end = tokenizer.convert_tokens_to_ids("<|end|>") if "<|end|>" in tokenizer.get_vocab() else None
+    return [i for i in dict.fromkeys((tokenizer.eos_token_id, end)) if i is not None and i != tokenizer.unk_token_id]
 
 
 def generator_for(model: Any, tokenizer: Any) -> Engine | HFGenerator:

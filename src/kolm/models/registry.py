@@ -60,7 +60,7 @@ class Arch:
     hf_config: Callable[..., PretrainedConfig]
     # (HF config, sequence length) -> training FLOPs per token
     flops_per_token: Callable[[Any, int], float]
-    # format name -> "module:function" with signature (model_dir, out_dir) -> out_dir; imported when used,
+    # format name -> "module:function" with signature (model_dir, out_dir, *, quant, dtype) -> out_dir; imported when used,
     # so the model layer does not import kolm.export
     exporters: Mapping[str, str]
     lora_targets: tuple[str, ...]  # module names PEFT's LoRA adapts by default
@@ -70,7 +70,7 @@ class Arch:
         """`model_type` in the config.json of this architecture's model dirs."""
         return self.config_class.model_type
 
-    def exporter(self, fmt: str) -> Callable[[str | Path, str | Path], Path]:
+    def exporter(self, fmt: str) -> Callable[..., Path]:
         """The export function for format `fmt` (one of `self.exporters`)."""
         module, _, name = self.exporters[fmt].partition(":")
         return getattr(importlib.import_module(module), name)
@@ -84,7 +84,12 @@ ARCHS: dict[str, Arch] = {
         classifier=gpt.KolmGPTForSequenceClassification,
         hf_config=gpt.config_from_section,
         flops_per_token=gpt.flops_per_token,
-        exporters={"hf-llama": "kolm.export.hf_llama:export_hf_llama"},
+        exporters={
+            "hf-llama": "kolm.export.hf_llama:export_hf_llama",
+            "hf": "kolm.export.hf_llama:export_hf_llama",  # transformers has GPT as Llama
+            "gguf": "kolm.export.gguf:export_gguf",
+            "onnx": "kolm.export.onnx:export_onnx",
+        },
         lora_targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
     ),
 }

@@ -1,0 +1,541 @@
+"""Data curation on Ray Data (`data.engine=ray`): the local engine's steps as Ray Data transformations.
+
+The per-document work, the dedup functions, the split and the report are the
+ones of the local engine (kolm.data.curate, kolm.data.dedup); Ray schedules
+the tasks and moves the data. Every document gets a `key` that grows in the
+local engine's reading order (input unit << 40 | position), so "first" means
+the same document in both engines and the outputs are equal.
+
+1. Read and process: one row per input file (or per source when it is a hub
+   dataset or has `max_docs`); a `map_batches` generator reads it with
+   kolm.data.sources and runs `process_chunk` (normalize, filter, PII, MinHash)
+   on chunks of `chunk_docs`, emitting the surviving documents plus one row of
+   counts per chunk for the report.
+2. Exact dedup: a groupby on a partition of the content hash; inside each
+   group the smallest key of every hash stays.
+3. Near dedup: one row per (document, band); a groupby on a partition of the
+   band hash gives each bucket's candidate pairs (`star_pairs`). The driver
+   receives the candidate pairs and the signatures of their documents only,
+   verifies them and finds connected components: its memory grows with the
+   near-duplicate candidates, not with the corpus.
+4. Split: survivors counted per chunk give each chunk's offset in document
+   order; a groupby on the chunk ranks documents, and `split_plan` (the local
+   engine's seeded draw) decides validation, training and copies.
+5. Sort by key and write Parquet shards from the workers (`write_parquet`).
+
+Groupbys use `data.ray_partitions` partitions (0: the cluster's CPUs, more
+when the data is large), grouping on a partition column rather than on every
+key so that each group is one vectorized numpy call.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pickle
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from kolm.data.config import DataConfig
+from kolm.data.curate import (
+    LENGTH_BINS,
+    Tally,
+    build_report,
+    check_kept,
+    check_read,
+    init_worker,
+    length_histogram,
+    process_chunk,
+    short_example,
+    split_plan,
+    train_copies,
+)
+from kolm.data.dedup import band_hashes, components, hash_array, star_pairs, verified
+from kolm.data.io import ShardWriter
+from kolm.data.sources import read_source, read_source_file, source_files, source_name
+from kolm.errors import KolmError
+
+__all__ = ["curate_ray", "read_units"]
+
+_UNIT_SHIFT = 40  # key = unit << 40 | position in the unit: 2^40 documents per file, 2^23 files
+_GOLD = np.uint64(0x9E3779B97F4A7C15)
+_TARGET_GROUP_BYTES = 256 << 20  # aim for groups of about this size when choosing partitions
+_READY: dict[str, Any] = {}
+
+
+def read_units(data_cfg: DataConfig) -> list[dict[str, Any]]:
+    """Input units in reading order: one per file, or one per source for hub sources and sources with max_docs."""
+    units: list[dict[str, Any]] = []
+    for s, src in enumerate(data_cfg.sources):
+        files = source_files(src)
+        if files is None or src.max_docs:
+            units.append({"unit": len(units), "src": s, "path": ""})
+        else:
+            units.extend({"unit": len(units) + k, "src": s, "path": str(f)} for k, f in enumerate(files))
+    return units
+
+
+def _part(values: np.ndarray, parts: int) -> np.ndarray:
+    """Partition of each value (a Fibonacci hash, so that keys that are multiples of anything still spread)."""
+    return ((values.astype(np.uint64) * _GOLD) >> np.uint64(33)) % np.uint64(parts)
+
+
+def _take(batch: dict[str, np.ndarray], mask: np.ndarray, drop: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    return {k: v[mask] for k, v in batch.items() if k not in drop}
+
+
+# ----------------------------------------------------------------------------
+# Step 1: read and process (runs in Ray tasks)
+
+
+def _chunk_batch(
+    first_key: int, chunk: list[tuple[str, str, str]], issues: Counter, name: str, num_perm: int, near: bool
+) -> dict[str, np.ndarray]:
+    """Survivors of one chunk as rows, plus one counts row (key -1) for the report."""
+    res = process_chunk(chunk) if chunk else None
+    kept = res["kept"] if res else []
+    n = len(kept)
+    stats = None
+    if res is not None:
+        stats = {k: v for k, v in res.items() if k not in ("kept", "sigs")}
+    row_stats = pickle.dumps({"res": stats, "issues": dict(issues), "source": name})
+    texts = [t for _, t, _ in kept]
+    batch = {
+        "key": np.concatenate([first_key + np.arange(n, dtype=np.int64), [-1]]),
+        "chunk": np.full(n + 1, first_key, dtype=np.int64),
+        "id": np.array([d for d, _, _ in kept] + [""], dtype=object),
+        "text": np.array(texts + [""], dtype=object),
+        "source": np.array([name] * (n + 1), dtype=object),
+        "hash": np.concatenate([hash_array(texts), np.zeros(1, dtype=np.uint64)]),
+        "stats": np.array([b""] * n + [row_stats], dtype=object),
+    }
+    if near:
+        sigs = res["sigs"] if res is not None and res["sigs"] is not None else np.zeros((0, num_perm), np.uint32)
+        batch["sig"] = np.concatenate([sigs, np.zeros((1, num_perm), dtype=np.uint32)])
+    return batch
+
+
+def _read_and_process(
+    batch: dict[str, np.ndarray], data_cfg: DataConfig, seed: int, token: str
+) -> Iterator[dict[str, np.ndarray]]:
+    if _READY.get("token") != token:  # once per worker process and run
+        init_worker(data_cfg, seed)
+        _READY["token"] = token
+    for unit, s, path in zip(batch["unit"], batch["src"], batch["path"]):
+        src = data_cfg.sources[int(s)]
+        name = source_name(src)
+        issues: Counter = Counter()
+        docs = read_source_file(src, Path(path), issues) if path else read_source(src, issues)
+        first = int(unit) << _UNIT_SHIFT
+        chunk: list[tuple[str, str, str]] = []
+        for did, text in docs:
+            chunk.append((did, text, name))
+            if len(chunk) >= data_cfg.chunk_docs:
+                yield _chunk_batch(first, chunk, issues, name, data_cfg.dedup.num_perm, data_cfg.dedup.near)
+                issues.clear()
+                first += len(chunk)
+                chunk = []
+        # the last chunk (possibly empty) carries the unit's remaining input problems
+        yield _chunk_batch(first, chunk, issues, name, data_cfg.dedup.num_perm, data_cfg.dedup.near)
+
+
+def _stats_rows(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    mask = batch["key"] < 0
+    return {"chunk": batch["chunk"][mask], "stats": batch["stats"][mask]}
+
+
+# ----------------------------------------------------------------------------
+# Step 2: exact dedup
+
+
+def _doc_rows(batch: dict[str, np.ndarray], parts: int) -> dict[str, np.ndarray]:
+    out = _take(batch, batch["key"] >= 0, drop=("stats",))
+    out["part"] = _part(out["hash"], parts).astype(np.int64)
+    return out
+
+
+def _mark_exact(group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """All documents of one partition: `dup` marks every document but the first (smallest key) of each hash."""
+    order = np.lexsort((group["key"], group["hash"]))
+    h = group["hash"][order]
+    first = np.concatenate([[True], h[1:] != h[:-1]])
+    dup = np.empty(len(order), dtype=bool)
+    dup[order] = ~first
+    return {**group, "dup": dup}
+
+
+def _exact_summary(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    dup = batch["dup"]
+    d = np.flatnonzero(dup)
+    first3 = d[np.argsort(batch["key"][d])[:3]]
+    examples = [(int(batch["key"][i]), str(batch["id"][i]), short_example(str(batch["text"][i]))) for i in first3]
+    kept_chars = sum(len(t) for t in batch["text"][~dup])
+    return {
+        "n_dup": np.array([len(d)]),
+        "n_kept": np.array([int((~dup).sum())]),
+        "kept_chars": np.array([kept_chars]),
+        "examples": np.array([pickle.dumps(examples)], dtype=object),
+    }
+
+
+def _not_dup(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return _take(batch, ~batch["dup"], drop=("dup", "part", "hash"))
+
+
+# ----------------------------------------------------------------------------
+# Step 3: near dedup
+
+
+def _band_rows(batch: dict[str, np.ndarray], bands: int, parts: int) -> dict[str, np.ndarray]:
+    """One row per (document, band): the band hash is the LSH bucket."""
+    bh = band_hashes(batch["sig"], bands).ravel()  # (n * bands,), document-major
+    n = len(batch["key"])
+    return {
+        "band": np.tile(np.arange(bands, dtype=np.int64), n),
+        "bh": bh,
+        "key": np.repeat(batch["key"], bands),
+        "part": _part(bh, parts).astype(np.int64),
+    }
+
+
+def _bucket_pairs(group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Candidate pairs of every bucket in one partition, band by band (the local engine's `star_pairs`)."""
+    firsts, members = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for band in np.unique(group["band"]):
+        m = group["band"] == band
+        a, b = star_pairs(group["bh"][m], group["key"][m])
+        firsts.append(a)
+        members.append(b)
+    return {"a": np.concatenate(firsts), "b": np.concatenate(members)}
+
+
+def _rows_with_keys(batch: dict[str, np.ndarray], keys: np.ndarray, columns: list[str]) -> dict[str, np.ndarray]:
+    mask = np.isin(batch["key"], keys)
+    return {c: batch[c][mask] for c in columns}
+
+
+def _without_keys(batch: dict[str, np.ndarray], keys: np.ndarray, parts: int) -> dict[str, np.ndarray]:
+    out = _take(batch, ~np.isin(batch["key"], keys), drop=("sig",))
+    out["cpart"] = _part(out["chunk"], parts).astype(np.int64)
+    return out
+
+
+# ----------------------------------------------------------------------------
+# Step 4: split
+
+
+def _chunk_counts(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    chunks, counts = np.unique(batch["chunk"], return_counts=True)
+    return {"chunk": chunks, "n": counts}
+
+
+def _rank(
+    group: dict[str, np.ndarray],
+    chunk_ids: np.ndarray,
+    offsets: np.ndarray,
+    is_val: np.ndarray,
+    draw: np.ndarray,
+    weights: dict[str, float],
+) -> dict[str, np.ndarray]:
+    """Whole chunks: each document's position j among all survivors, then its split and copies."""
+    order = np.argsort(group["key"], kind="stable")
+    g = {k: v[order] for k, v in group.items()}
+    c = g["chunk"]  # contiguous after sorting by key
+    start = np.concatenate([[True], c[1:] != c[:-1]])
+    run_first = np.flatnonzero(start)[np.cumsum(start) - 1]
+    j = offsets[np.searchsorted(chunk_ids, c)] + np.arange(len(c)) - run_first
+    copies = np.array(
+        [-1 if v else train_copies(weights.get(s, 1.0), d) for v, s, d in zip(is_val[j], g["source"], draw[j])],
+        dtype=np.int64,
+    )
+    return {"key": g["key"], "id": g["id"], "text": g["text"], "source": g["source"], "copies": copies}
+
+
+def _split_summary(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    lengths = np.array([len(t) for t in batch["text"]], dtype=np.int64)
+    c = batch["copies"]
+    train = c >= 0
+    return {
+        "train_docs": np.array([c[train].sum()]),
+        "train_chars": np.array([(c[train] * lengths[train]).sum()]),
+        "validation_docs": np.array([int((~train).sum())]),
+        "validation_chars": np.array([lengths[~train].sum()]),
+        "hist": length_histogram(lengths)[None, :],
+    }
+
+
+def _split_rows(batch: dict[str, np.ndarray], validation: bool) -> dict[str, np.ndarray]:
+    """Rows of one split; a training document appears `copies` times (ids `id`, `id#1`, ...)."""
+    c = batch["copies"]
+    if validation:
+        idx = np.flatnonzero(c < 0)
+        r = np.zeros(len(idx), dtype=np.int64)
+    else:
+        c = np.maximum(c, 0)
+        idx = np.repeat(np.arange(len(c)), c)
+        r = np.arange(len(idx)) - np.repeat(np.cumsum(c) - c, c)
+    ids = [d if k == 0 else f"{d}#{k}" for d, k in zip(batch["id"][idx], r)]
+    return {
+        "key": batch["key"][idx],
+        "r": r,
+        "id": np.array(ids, dtype=object),
+        "text": batch["text"][idx],
+        "source": batch["source"][idx],
+    }
+
+
+def _as_table(batch: dict[str, np.ndarray]) -> Any:
+    import pyarrow as pa
+
+    return pa.table({c: pa.array(list(batch[c]), type=pa.string()) for c in ("id", "text", "source")})
+
+
+# ----------------------------------------------------------------------------
+# The driver
+
+
+def _rows(ds: Any) -> dict[str, np.ndarray]:
+    """A (small) dataset as one dict of arrays on the driver."""
+    parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
+    parts = [p for p in parts if p and len(next(iter(p.values())))]
+    if not parts:
+        return {}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _kolm_error(exc: BaseException) -> KolmError | None:
+    """The KolmError a Ray task raised, if that is what failed (Ray wraps task errors)."""
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, KolmError):
+            return e
+        stack += [getattr(e, "cause", None), e.__cause__, e.__context__]
+    return None
+
+
+class _Session:
+    """Join or start Ray; a Ray started here is shut down at the end, one already running is left alone."""
+
+    def __init__(self, address: str | None, num_cpus: int) -> None:
+        self.address, self.num_cpus, self.started = address, num_cpus, False
+
+    def __enter__(self) -> Any:
+        import ray
+
+        if not ray.is_initialized():
+            if self.address is None:
+                os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local instance needs no token
+            ray.init(
+                address=self.address,
+                num_cpus=None if self.address else (self.num_cpus or None),
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+            )
+            self.started = True
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.execution_options.preserve_order = True  # write tasks follow the sorted order
+        return ray
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.started:
+            import ray
+
+            ray.shutdown()
+
+
+def curate_ray(
+    data_cfg: DataConfig,
+    out: Path,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+    task: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
+    """`kolm.data.curate.curate` on Ray Data: the same documents, split and report as the local engine."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise KolmError("data.engine=ray needs Ray Data: pip install 'kolm[dist]' (or 'ray[data]')") from None
+    units = read_units(data_cfg)  # on the driver: a missing path fails here, as one line
+    with _Session(data_cfg.ray_address, data_cfg.num_proc) as ray:
+        try:
+            return _curate(ray, data_cfg, Path(out), seed, log, units)
+        except Exception as exc:
+            err = _kolm_error(exc)
+            if err is not None and err is not exc:
+                raise err from None
+            raise
+
+
+def _curate(
+    ray: Any, data_cfg: DataConfig, out: Path, seed: int, log: Callable[[str], None], units: list[dict[str, Any]]
+) -> dict[str, Any]:
+    from ray.data import SaveMode
+    from ray.data.datasource import FilenameProvider
+
+    d = data_cfg.dedup
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    token = f"{os.getpid()}-{time.time_ns()}"
+    times: Counter = Counter()
+    t_start = time.perf_counter()
+
+    # 1. read, normalize, filter, PII, MinHash
+    docs_all = (
+        ray.data.from_items(units, override_num_blocks=max(1, len(units)))
+        .map_batches(_read_and_process, batch_size=1, batch_format="numpy", fn_args=(data_cfg, seed, token), num_cpus=1)
+        .materialize()
+    )
+    chunk_stats = _rows(docs_all.map_batches(_stats_rows, batch_format="numpy"))
+    tally, issues, per_source = Tally(), Counter(), Counter()
+    for i in np.argsort(chunk_stats.get("chunk", np.zeros(0)), kind="stable"):
+        row = pickle.loads(chunk_stats["stats"][i])
+        issues.update(row["issues"])
+        if row["res"]:
+            per_source[row["source"]] += row["res"]["n_docs"]
+            tally.add(row["res"])
+    t_pass1 = time.perf_counter() - t_start
+    check_read(tally.docs_in, issues)
+    est_bytes = 3 * tally.chars_pii + tally.docs_after_filters * (4 * d.num_perm + 64)
+    parts = data_cfg.ray_partitions or max(cpus, math.ceil(est_bytes / _TARGET_GROUP_BYTES))
+
+    # 2. exact dedup: groupby on the hash's partition
+    t0 = time.perf_counter()
+    docs = docs_all.map_batches(_doc_rows, batch_format="numpy", fn_args=(parts,))
+    if d.exact:
+        marked = docs.groupby("part", num_partitions=parts).map_groups(_mark_exact, batch_format="numpy")
+    else:
+        marked = docs.map_batches(lambda b: {**b, "dup": np.zeros(len(b["key"]), dtype=bool)}, batch_format="numpy")
+    marked = marked.materialize()
+    del docs_all
+    ex = _rows(marked.map_batches(_exact_summary, batch_format="numpy"))
+    exact_examples = sorted(e for blob in ex.get("examples", []) for e in pickle.loads(blob))[:3]
+    exact = {
+        "docs_out": int(ex["n_kept"].sum()) if ex else 0,
+        "chars_out": int(ex["kept_chars"].sum()) if ex else 0,
+        "removed": int(ex["n_dup"].sum()) if ex else 0,
+        "examples": [{"id": i, "why": "same text as an earlier document", "text": t} for _, i, t in exact_examples],
+    }
+    kept = marked.map_batches(_not_dup, batch_format="numpy").materialize()
+    del marked
+    times["exact_dedup"] += time.perf_counter() - t0
+    log(
+        f"read {tally.docs_in:,} documents; {tally.docs_after_filters:,} pass the filters; "
+        f"{exact['docs_out']:,} after exact dedup"
+    )
+
+    # 3. near dedup: groupby on the band hash's partition, then verify and join on the driver
+    t0 = time.perf_counter()
+    dup_keys = np.zeros(0, dtype=np.int64)
+    near = {"clusters": 0, "duplicates_removed": 0, "verified_pairs": 0, "examples": []}
+    if d.near and exact["docs_out"]:
+        band_parts = data_cfg.ray_partitions or max(
+            cpus, math.ceil(exact["docs_out"] * d.bands * 40 / _TARGET_GROUP_BYTES)
+        )
+        pairs = _rows(
+            kept.map_batches(_band_rows, batch_format="numpy", fn_args=(d.bands, band_parts))
+            .groupby("part", num_partitions=band_parts)
+            .map_groups(_bucket_pairs, batch_format="numpy")
+        )
+        if pairs and len(pairs["a"]):
+            cand = np.unique(np.stack([pairs["a"], pairs["b"]], axis=1), axis=0)
+            involved = np.unique(cand)
+            sig_rows = _rows(
+                kept.map_batches(_rows_with_keys, batch_format="numpy", fn_args=(involved, ["key", "sig"]))
+            )
+            sigs = sig_rows["sig"][np.argsort(sig_rows["key"])]  # rows in the order of `involved`
+            ia, ib = np.searchsorted(involved, cand[:, 0]), np.searchsorted(involved, cand[:, 1])
+            ok = verified(sigs[ia], sigs[ib], d.threshold)
+            labels = components(ia[ok], ib[ok], len(involved))
+            sizes = np.bincount(labels, minlength=len(involved))
+            dup_keys = involved[labels != np.arange(len(involved))]
+            shown = np.flatnonzero(sizes > 1)[: d.examples]
+            members = [involved[labels == r][:3] for r in shown]
+            texts = {}
+            if members:
+                got = _rows(
+                    kept.map_batches(
+                        _rows_with_keys, batch_format="numpy", fn_args=(np.concatenate(members), ["key", "text"])
+                    )
+                )
+                texts = dict(zip(got["key"].tolist(), got["text"]))
+            near = {
+                "clusters": int((sizes > 1).sum()),
+                "duplicates_removed": len(dup_keys),
+                "verified_pairs": int(ok.sum()),
+                "examples": [[short_example(str(texts[int(k)])) for k in m] for m in members],
+            }
+    times["near_dedup_lsh"] += time.perf_counter() - t0
+
+    # 4. split: offsets of chunks in document order, then ranks inside each chunk
+    t0 = time.perf_counter()
+    survivors = kept.map_batches(_without_keys, batch_format="numpy", fn_args=(dup_keys, parts)).materialize()
+    del kept
+    counts = _rows(survivors.map_batches(_chunk_counts, batch_format="numpy"))
+    chunk_ids, inverse = np.unique(counts.get("chunk", np.zeros(0, np.int64)), return_inverse=True)
+    per_chunk = np.zeros(len(chunk_ids), dtype=np.int64)
+    np.add.at(per_chunk, inverse, counts.get("n", np.zeros(0, np.int64)))
+    offsets = np.concatenate([[0], np.cumsum(per_chunk)[:-1]]).astype(np.int64)
+    n_keep = int(per_chunk.sum())
+    is_val, draw = split_plan(n_keep, data_cfg.val_fraction, seed)
+    weights = {source_name(s): s.weight for s in data_cfg.sources}
+    ranked = (
+        survivors.groupby("cpart", num_partitions=parts)
+        .map_groups(_rank, batch_format="numpy", fn_args=(chunk_ids, offsets, is_val, draw, weights))
+        .materialize()
+    )
+    del survivors
+    summary = _rows(ranked.map_batches(_split_summary, batch_format="numpy"))
+    split = {k: int(summary[k].sum()) if summary else 0 for k in ("train_docs", "train_chars")}
+    split.update({k: int(summary[k].sum()) if summary else 0 for k in ("validation_docs", "validation_chars")})
+    hist_out = summary["hist"].sum(axis=0) if summary else np.zeros(len(LENGTH_BINS) - 1, dtype=np.int64)
+    check_kept(split["train_docs"])
+
+    # 5. sorted Parquet shards, written by the workers
+    class Parts(FilenameProvider):
+        def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
+            return f"part-{task_index:05d}"
+
+    for name, n in (("train", split["train_docs"]), ("validation", split["validation_docs"])):
+        folder = out / name
+        shutil.rmtree(folder, ignore_errors=True)
+        if n == 0:
+            ShardWriter(folder).close()  # an empty split is one empty shard, as in the local engine
+            continue
+        (
+            ranked.map_batches(_split_rows, batch_format="numpy", fn_args=(name == "validation",))
+            .sort(["key", "r"])
+            .map_batches(_as_table, batch_format="numpy")
+            .write_parquet(str(folder), filename_provider=Parts(), mode=SaveMode.OVERWRITE, compression="zstd")
+        )
+    times["split_write"] += time.perf_counter() - t0
+    tally.times.update(times)
+    return build_report(
+        data_cfg,
+        seed,
+        tally,
+        per_source,
+        issues,
+        exact=exact,
+        near=near,
+        split=split,
+        hist_out=np.asarray(hist_out, dtype=np.int64),
+        timing={
+            "engine": "ray",
+            "num_proc": cpus,
+            "wall_s": round(time.perf_counter() - t_start, 2),
+            "pass1_wall_s": round(t_pass1, 2),
+            "cpu_s": dict(tally.times),
+        },
+    )
