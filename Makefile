@@ -10,7 +10,7 @@ PIP     = $(PY) -m pip
 TORCH_CPU ?= torch==2.13.0
 CONFIG ?= configs/tiny.yaml
 
-.PHONY: demo test lint install install-dev bench clean help
+.PHONY: demo test lint browser install install-dev bench clean help
 
 help:
 	@echo "make demo   # install and run: kolm pipeline --config $(CONFIG)"
@@ -42,8 +42,16 @@ demo: install
 	$(VENV)/bin/kolm pipeline --config $(CONFIG)
 	@echo "report: runs/$$(basename $(CONFIG) .yaml)/report/report.html"
 
-test: install-dev lint
+test: install-dev lint browser
 	$(VENV)/bin/pytest
+
+# The chat-page test drives Debian's Chromium through Playwright (`playwright install` cannot download here).
+# Installed once with apt, as root (CI) or through sudo; skipped when /usr/bin/chromium is already there.
+# Without apt (not Debian/Ubuntu) the browser test skips itself.
+browser:
+	@test -x /usr/bin/chromium || ! command -v apt-get >/dev/null || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-nanum >/dev/null; }
 
 lint: install-dev
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -9,13 +9,15 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "kolm"
-LOWER = ("finetune", "evaluate", "train", "data", "infer", "models", "tokenizer", "metrics")
+LOWER = ("finetune", "align", "evaluate", "train", "data", "infer", "models", "tokenizer", "metrics")
 STAGE_MODULES = {
     "kolm.data.curate",
     "kolm.tokenizer.stage",
     "kolm.train.stage",
     "kolm.finetune.stage",
     "kolm.finetune.compare",
+    "kolm.align.stage",
+    "kolm.align.compare",
     "kolm.evaluate.stage",
 }
 

@@ -9,9 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
 from kolm_testkit import make_model, tokenizer  # noqa: E402,F401  (fixtures)
-
-API_KEY = "test-key-123"
-MODEL_NAME = "tiny-ko"
+from servekit import API_KEY, MODEL_NAME  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -53,14 +53,16 @@ def sampled_pairs(
     """One pair per prompt: the best and the worst of `n_samples` sampled responses by `reward`."""
     repeated = [p for p in prompts for _ in range(n_samples)]
     s = sample(policy, tokenizer, repeated, max_new_tokens, temperature, seed=seed, max_length=max_length)
-    scores = reward(s.prompts, s.texts)
+    # U+FFFD marks a Hangul syllable cut between byte-level tokens; TRL re-tokenizes the text, so drop it
+    texts = [t.replace("\ufffd", "") for t in s.texts]
+    scores = reward(s.prompts, texts)
     pairs = []
     for i, prompt in enumerate(prompts):
         group = list(range(i * n_samples, (i + 1) * n_samples))
         best = max(group, key=lambda j: scores[j])
         worst = min(group, key=lambda j: scores[j])
-        if scores[best] > scores[worst] and s.texts[best].strip() and s.texts[best] != s.texts[worst]:
-            pairs.append(Preference(prompt=prompt, chosen=s.texts[best], rejected=s.texts[worst], id=f"sampled-{i}"))
+        if scores[best] > scores[worst] and texts[best].strip() and texts[worst].strip() and texts[best] != texts[worst]:
+            pairs.append(Preference(prompt=prompt, chosen=texts[best], rejected=texts[worst], id=f"sampled-{i}"))
     return pairs
 
 

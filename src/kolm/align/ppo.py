@@ -326,8 +326,8 @@ def train_ppo(
                     for k, v in {
                         **pg_stats,
                         **vf_stats,
-                        "pg_loss": float(pg),
-                        "vf_loss": float(vf),
+                        "pg_loss": float(pg.detach()),
+                        "vf_loss": float(vf.detach()),
                         "entropy": float(masked_mean(ent, mask[idx])),
                     }.items():
                         stats.setdefault(k, []).append(v)

@@ -31,7 +31,10 @@ def command(
     debug: bool = typer.Option(False, "--debug", help="show full tracebacks"),
 ) -> None:
     """Serve a model over an OpenAI-compatible API (모델 서빙): /v1/chat/completions, /v1/completions, /ui."""
+    from kolm.models.loading import find_model_dir
     from kolm.runtime import resolve_device
+
+    find_model_dir(model)  # a wrong path fails now, in one line, before a port is opened
     from kolm.serve.server import Server, is_loopback
 
     if not is_loopback(host) and not api_key:

@@ -233,9 +233,13 @@ def split_plan(n_keep: int, val_fraction: float, seed: int) -> tuple[np.ndarray,
     return is_val, draw
 
 
-def train_copies(weight: float, draw: float) -> int:
-    """Copies of a training document of a source with `weight`: 0.5 keeps half, 2.0 repeats twice."""
-    return int(weight) + (1 if draw < weight - int(weight) else 0)
+def train_copies(weight: Any, draw: Any) -> Any:
+    """Copies of a training document of a source with `weight`: 0.5 keeps half, 2.0 repeats twice.
+
+    Scalars or arrays; a NaN draw (a validation document) rounds down.
+    """
+    whole = np.floor(weight)
+    return (whole + (np.asarray(draw) < weight - whole)).astype(np.int64)
 
 
 def length_histogram(lengths: np.ndarray) -> np.ndarray:

@@ -44,7 +44,6 @@ import numpy as np
 
 from kolm.data.config import DataConfig
 from kolm.data.curate import (
-    LENGTH_BINS,
     Tally,
     build_report,
     check_kept,
@@ -77,7 +76,7 @@ def read_units(data_cfg: DataConfig) -> list[dict[str, Any]]:
         if files is None or src.max_docs:
             units.append({"unit": len(units), "src": s, "path": ""})
         else:
-            units.extend({"unit": len(units) + k, "src": s, "path": str(f)} for k, f in enumerate(files))
+            units += [{"unit": len(units) + k, "src": s, "path": str(f)} for k, f in enumerate(files)]
     return units
 
 
@@ -145,19 +144,12 @@ def _read_and_process(
         yield _chunk_batch(first, chunk, issues, name, data_cfg.dedup.num_perm, data_cfg.dedup.near)
 
 
-def _stats_rows(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    mask = batch["key"] < 0
-    return {"chunk": batch["chunk"][mask], "stats": batch["stats"][mask]}
-
-
 # ----------------------------------------------------------------------------
 # Step 2: exact dedup
 
 
-def _doc_rows(batch: dict[str, np.ndarray], parts: int) -> dict[str, np.ndarray]:
-    out = _take(batch, batch["key"] >= 0, drop=("stats",))
-    out["part"] = _part(out["hash"], parts).astype(np.int64)
-    return out
+def _with_part(batch: dict[str, np.ndarray], parts: int) -> dict[str, np.ndarray]:
+    return {**batch, "part": _part(batch["hash"], parts).astype(np.int64)}
 
 
 def _mark_exact(group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -167,25 +159,26 @@ def _mark_exact(group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     first = np.concatenate([[True], h[1:] != h[:-1]])
     dup = np.empty(len(order), dtype=bool)
     dup[order] = ~first
-    return {**group, "dup": dup}
+    return {**group, "dup": dup & (group["key"] >= 0)}  # counts rows (key -1) are no documents
 
 
-def _exact_summary(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _summary(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One row per batch for the driver: chunk counts, exact duplicates (first three), kept docs per chunk."""
+    stats = batch["key"] < 0
     dup = batch["dup"]
+    kept = ~dup & ~stats
     d = np.flatnonzero(dup)
     first3 = d[np.argsort(batch["key"][d])[:3]]
-    examples = [(int(batch["key"][i]), str(batch["id"][i]), short_example(str(batch["text"][i]))) for i in first3]
-    kept_chars = sum(len(t) for t in batch["text"][~dup])
-    return {
-        "n_dup": np.array([len(d)]),
-        "n_kept": np.array([int((~dup).sum())]),
-        "kept_chars": np.array([kept_chars]),
-        "examples": np.array([pickle.dumps(examples)], dtype=object),
+    chunks, counts = np.unique(batch["chunk"][kept], return_counts=True)
+    blob = {
+        "stats": list(zip(batch["chunk"][stats].tolist(), batch["stats"][stats])),
+        "n_dup": len(d),
+        "examples": [(int(batch["key"][i]), str(batch["id"][i]), short_example(str(batch["text"][i]))) for i in first3],
+        "chunks": chunks,
+        "kept": counts,
+        "kept_chars": sum(len(t) for t in batch["text"][kept]),
     }
-
-
-def _not_dup(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return _take(batch, ~batch["dup"], drop=("dup", "part", "hash"))
+    return {"blob": np.array([pickle.dumps(blob)], dtype=object)}
 
 
 # ----------------------------------------------------------------------------
@@ -193,13 +186,13 @@ def _not_dup(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _band_rows(batch: dict[str, np.ndarray], bands: int, parts: int) -> dict[str, np.ndarray]:
-    """One row per (document, band): the band hash is the LSH bucket."""
-    bh = band_hashes(batch["sig"], bands).ravel()  # (n * bands,), document-major
-    n = len(batch["key"])
+    """One row per (kept document, band): the band hash is the LSH bucket."""
+    keep = ~batch["dup"] & (batch["key"] >= 0)
+    bh = band_hashes(batch["sig"][keep], bands).ravel()  # (n * bands,), document-major
     return {
-        "band": np.tile(np.arange(bands, dtype=np.int64), n),
+        "band": np.tile(np.arange(bands, dtype=np.int64), int(keep.sum())),
         "bh": bh,
-        "key": np.repeat(batch["key"], bands),
+        "key": np.repeat(batch["key"][keep], bands),
         "part": _part(bh, parts).astype(np.int64),
     }
 
@@ -215,85 +208,77 @@ def _bucket_pairs(group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {"a": np.concatenate(firsts), "b": np.concatenate(members)}
 
 
-def _rows_with_keys(batch: dict[str, np.ndarray], keys: np.ndarray, columns: list[str]) -> dict[str, np.ndarray]:
-    mask = np.isin(batch["key"], keys)
-    return {c: batch[c][mask] for c in columns}
+def _rows_with_keys(batch: dict[str, np.ndarray], keys: np.ndarray) -> dict[str, np.ndarray]:
+    mask = np.isin(batch["key"], keys) & ~batch["dup"]
+    return {c: batch[c][mask] for c in ("key", "sig", "text")}
 
 
-def _without_keys(batch: dict[str, np.ndarray], keys: np.ndarray, parts: int) -> dict[str, np.ndarray]:
-    out = _take(batch, ~np.isin(batch["key"], keys), drop=("sig",))
+# ----------------------------------------------------------------------------
+# Step 4: split and write
+
+
+def _survivors(batch: dict[str, np.ndarray], dup_keys: np.ndarray, parts: int) -> dict[str, np.ndarray]:
+    keep = ~batch["dup"] & (batch["key"] >= 0) & ~np.isin(batch["key"], dup_keys)
+    out = {c: batch[c][keep] for c in ("key", "chunk", "id", "text", "source")}
     out["cpart"] = _part(out["chunk"], parts).astype(np.int64)
     return out
 
 
-# ----------------------------------------------------------------------------
-# Step 4: split
+def _place(group: dict[str, np.ndarray], plan: dict[str, np.ndarray], shard_docs: int) -> dict[str, np.ndarray]:
+    """Whole chunks: each document's position among all survivors, its split, and its rows in the output shards.
 
-
-def _chunk_counts(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    chunks, counts = np.unique(batch["chunk"], return_counts=True)
-    return {"chunk": chunks, "n": counts}
-
-
-def _rank(
-    group: dict[str, np.ndarray],
-    chunk_ids: np.ndarray,
-    offsets: np.ndarray,
-    is_val: np.ndarray,
-    draw: np.ndarray,
-    weights: dict[str, float],
-) -> dict[str, np.ndarray]:
-    """Whole chunks: each document's position j among all survivors, then its split and copies."""
+    `plan` (from the driver): sorted chunk ids with each chunk's first survivor
+    position and first train/validation row, and `copies` per survivor
+    position (-1 = validation).
+    """
     order = np.argsort(group["key"], kind="stable")
     g = {k: v[order] for k, v in group.items()}
-    c = g["chunk"]  # contiguous after sorting by key
+    c = np.searchsorted(plan["chunk"], g["chunk"])  # chunk index; contiguous runs after sorting by key
     start = np.concatenate([[True], c[1:] != c[:-1]])
     run_first = np.flatnonzero(start)[np.cumsum(start) - 1]
-    j = offsets[np.searchsorted(chunk_ids, c)] + np.arange(len(c)) - run_first
-    copies = np.array(
-        [-1 if v else train_copies(weights.get(s, 1.0), d) for v, s, d in zip(is_val[j], g["source"], draw[j])],
-        dtype=np.int64,
+    j = plan["offset"][c] + np.arange(len(c)) - run_first
+    copies = plan["copies"][j].astype(np.int64)
+    is_val = copies < 0
+    n_train = np.maximum(copies, 0)
+    # rows before this document inside its chunk, then the chunk's first row
+    train_before = np.cumsum(n_train) - n_train
+    val_before = np.cumsum(is_val) - is_val
+    train_row = plan["train_row"][c] + train_before - train_before[run_first]
+    val_row = plan["val_row"][c] + val_before - val_before[run_first]
+    idx = np.concatenate([np.repeat(np.arange(len(c)), n_train), np.flatnonzero(is_val)])
+    r = np.concatenate(
+        [np.arange(n_train.sum()) - np.repeat(np.cumsum(n_train) - n_train, n_train), np.zeros(is_val.sum(), np.int64)]
     )
-    return {"key": g["key"], "id": g["id"], "text": g["text"], "source": g["source"], "copies": copies}
-
-
-def _split_summary(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    lengths = np.array([len(t) for t in batch["text"]], dtype=np.int64)
-    c = batch["copies"]
-    train = c >= 0
+    val = np.concatenate([np.zeros(n_train.sum(), bool), np.ones(is_val.sum(), bool)])
+    row = np.where(val, val_row[idx], train_row[idx] + r)
+    ids = [d if k == 0 else f"{d}#{k}" for d, k in zip(g["id"][idx], r)]
     return {
-        "train_docs": np.array([c[train].sum()]),
-        "train_chars": np.array([(c[train] * lengths[train]).sum()]),
-        "validation_docs": np.array([int((~train).sum())]),
-        "validation_chars": np.array([lengths[~train].sum()]),
-        "hist": length_histogram(lengths)[None, :],
-    }
-
-
-def _split_rows(batch: dict[str, np.ndarray], validation: bool) -> dict[str, np.ndarray]:
-    """Rows of one split; a training document appears `copies` times (ids `id`, `id#1`, ...)."""
-    c = batch["copies"]
-    if validation:
-        idx = np.flatnonzero(c < 0)
-        r = np.zeros(len(idx), dtype=np.int64)
-    else:
-        c = np.maximum(c, 0)
-        idx = np.repeat(np.arange(len(c)), c)
-        r = np.arange(len(idx)) - np.repeat(np.cumsum(c) - c, c)
-    ids = [d if k == 0 else f"{d}#{k}" for d, k in zip(batch["id"][idx], r)]
-    return {
-        "key": batch["key"][idx],
+        "wkey": (row // shard_docs) * 2 + val,  # one output shard per group: shard * 2 + (validation)
+        "row": row,
         "r": r,
         "id": np.array(ids, dtype=object),
-        "text": batch["text"][idx],
-        "source": batch["source"][idx],
+        "text": g["text"][idx],
+        "source": g["source"][idx],
     }
 
 
-def _as_table(batch: dict[str, np.ndarray]) -> Any:
+def _write_shard(group: dict[str, np.ndarray], out: str) -> dict[str, np.ndarray]:
+    """Write one shard `out/<split>/part-NNNNN.parquet`; return its counts for the report."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    return pa.table({c: pa.array(list(batch[c]), type=pa.string()) for c in ("id", "text", "source")})
+    order = np.argsort(group["row"])
+    wkey = int(group["wkey"][0])
+    split = "validation" if wkey % 2 else "train"
+    table = pa.table({c: pa.array(group[c][order].tolist(), type=pa.string()) for c in ("id", "text", "source")})
+    pq.write_table(table, Path(out) / split / f"part-{wkey // 2:05d}.parquet", compression="zstd")
+    lengths = np.array([len(t) for t in group["text"]], dtype=np.int64)
+    return {
+        "validation": np.array([wkey % 2 == 1]),
+        "docs": np.array([len(lengths)]),
+        "chars": np.array([lengths.sum()]),
+        "hist": length_histogram(lengths[group["r"] == 0])[None, :],  # each kept document once
+    }
 
 
 # ----------------------------------------------------------------------------
@@ -343,8 +328,8 @@ class _Session:
                 log_to_driver=False,
             )
             self.started = True
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
         ctx = ray.data.DataContext.get_current()
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
         ctx.enable_progress_bars = False
         ctx.execution_options.preserve_order = True  # write tasks follow the sorted order
         return ray
@@ -379,63 +364,68 @@ def curate_ray(
             raise
 
 
+def _input_bytes(units: list[dict[str, Any]]) -> int:
+    """Rough size of the input as text (gzip counted four times its size), to choose partitions."""
+    total = 0
+    for u in units:
+        if u["path"]:
+            size = os.path.getsize(u["path"])
+            total += size * (4 if u["path"].endswith(".gz") else 1)
+    return total
+
+
 def _curate(
     ray: Any, data_cfg: DataConfig, out: Path, seed: int, log: Callable[[str], None], units: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    from ray.data import SaveMode
-    from ray.data.datasource import FilenameProvider
-
     d = data_cfg.dedup
     cpus = int(ray.cluster_resources().get("CPU", 1))
     token = f"{os.getpid()}-{time.time_ns()}"
     times: Counter = Counter()
     t_start = time.perf_counter()
-
-    # 1. read, normalize, filter, PII, MinHash
-    docs_all = (
-        ray.data.from_items(units, override_num_blocks=max(1, len(units)))
-        .map_batches(_read_and_process, batch_size=1, batch_format="numpy", fn_args=(data_cfg, seed, token), num_cpus=1)
-        .materialize()
-    )
-    chunk_stats = _rows(docs_all.map_batches(_stats_rows, batch_format="numpy"))
-    tally, issues, per_source = Tally(), Counter(), Counter()
-    for i in np.argsort(chunk_stats.get("chunk", np.zeros(0)), kind="stable"):
-        row = pickle.loads(chunk_stats["stats"][i])
-        issues.update(row["issues"])
-        if row["res"]:
-            per_source[row["source"]] += row["res"]["n_docs"]
-            tally.add(row["res"])
-    t_pass1 = time.perf_counter() - t_start
-    check_read(tally.docs_in, issues)
-    est_bytes = 3 * tally.chars_pii + tally.docs_after_filters * (4 * d.num_perm + 64)
+    est_bytes = _input_bytes(units) * (1 + 4 * d.num_perm / 100)  # text plus signatures (~100 bytes per doc)
     parts = data_cfg.ray_partitions or max(cpus, math.ceil(est_bytes / _TARGET_GROUP_BYTES))
 
-    # 2. exact dedup: groupby on the hash's partition
-    t0 = time.perf_counter()
-    docs = docs_all.map_batches(_doc_rows, batch_format="numpy", fn_args=(parts,))
+    # 1-2. read, normalize, filter, PII, MinHash; exact dedup by a groupby on the hash's partition
+    docs = ray.data.from_items(units, override_num_blocks=max(1, len(units))).map_batches(
+        _read_and_process, batch_size=1, batch_format="numpy", fn_args=(data_cfg, seed, token), num_cpus=1
+    )
+    docs = docs.map_batches(_with_part, batch_format="numpy", fn_args=(parts,))
     if d.exact:
         marked = docs.groupby("part", num_partitions=parts).map_groups(_mark_exact, batch_format="numpy")
     else:
         marked = docs.map_batches(lambda b: {**b, "dup": np.zeros(len(b["key"]), dtype=bool)}, batch_format="numpy")
     marked = marked.materialize()
-    del docs_all
-    ex = _rows(marked.map_batches(_exact_summary, batch_format="numpy"))
-    exact_examples = sorted(e for blob in ex.get("examples", []) for e in pickle.loads(blob))[:3]
+    blobs = [pickle.loads(b) for b in _rows(marked.map_batches(_summary, batch_format="numpy")).get("blob", [])]
+    stats = sorted((c, s) for b in blobs for c, s in b["stats"])
+    tally, issues, per_source = Tally(), Counter(), Counter()
+    chunk_source: dict[int, str] = {}
+    for chunk, blob in stats:
+        row = pickle.loads(blob)
+        issues.update(row["issues"])
+        chunk_source[chunk] = row["source"]
+        if row["res"]:
+            per_source[row["source"]] += row["res"]["n_docs"]
+            tally.add(row["res"])
+    t_pass1 = time.perf_counter() - t_start
+    check_read(tally.docs_in, issues)
+    chunk_ids = np.array(sorted(chunk_source), dtype=np.int64)
+    kept_per_chunk = np.zeros(len(chunk_ids), dtype=np.int64)
+    for b in blobs:
+        np.add.at(kept_per_chunk, np.searchsorted(chunk_ids, b["chunks"]), b["kept"])
+    examples = sorted(e for b in blobs for e in b["examples"])[:3]
     exact = {
-        "docs_out": int(ex["n_kept"].sum()) if ex else 0,
-        "chars_out": int(ex["kept_chars"].sum()) if ex else 0,
-        "removed": int(ex["n_dup"].sum()) if ex else 0,
-        "examples": [{"id": i, "why": "same text as an earlier document", "text": t} for _, i, t in exact_examples],
+        "docs_out": int(kept_per_chunk.sum()),
+        "chars_out": sum(b["kept_chars"] for b in blobs),
+        "removed": sum(b["n_dup"] for b in blobs),
+        "examples": [{"id": i, "why": "same text as an earlier document", "text": t} for _, i, t in examples],
     }
-    kept = marked.map_batches(_not_dup, batch_format="numpy").materialize()
-    del marked
-    times["exact_dedup"] += time.perf_counter() - t0
+    times["exact_dedup"] += time.perf_counter() - t_start - t_pass1
     log(
         f"read {tally.docs_in:,} documents; {tally.docs_after_filters:,} pass the filters; "
         f"{exact['docs_out']:,} after exact dedup"
     )
 
-    # 3. near dedup: groupby on the band hash's partition, then verify and join on the driver
+    # 3. near dedup: groupby on the band hash's partition; verify and join components on the driver
     t0 = time.perf_counter()
     dup_keys = np.zeros(0, dtype=np.int64)
     near = {"clusters": 0, "duplicates_removed": 0, "verified_pairs": 0, "examples": []}
@@ -444,81 +434,73 @@ def _curate(
             cpus, math.ceil(exact["docs_out"] * d.bands * 40 / _TARGET_GROUP_BYTES)
         )
         pairs = _rows(
-            kept.map_batches(_band_rows, batch_format="numpy", fn_args=(d.bands, band_parts))
+            marked.map_batches(_band_rows, batch_format="numpy", fn_args=(d.bands, band_parts))
             .groupby("part", num_partitions=band_parts)
             .map_groups(_bucket_pairs, batch_format="numpy")
         )
         if pairs and len(pairs["a"]):
             cand = np.unique(np.stack([pairs["a"], pairs["b"]], axis=1), axis=0)
             involved = np.unique(cand)
-            sig_rows = _rows(
-                kept.map_batches(_rows_with_keys, batch_format="numpy", fn_args=(involved, ["key", "sig"]))
-            )
-            sigs = sig_rows["sig"][np.argsort(sig_rows["key"])]  # rows in the order of `involved`
+            got = _rows(marked.map_batches(_rows_with_keys, batch_format="numpy", fn_args=(involved,)))
+            order = np.argsort(got["key"])  # rows in the order of `involved`
+            sigs, texts = got["sig"][order], got["text"][order]
             ia, ib = np.searchsorted(involved, cand[:, 0]), np.searchsorted(involved, cand[:, 1])
             ok = verified(sigs[ia], sigs[ib], d.threshold)
             labels = components(ia[ok], ib[ok], len(involved))
             sizes = np.bincount(labels, minlength=len(involved))
             dup_keys = involved[labels != np.arange(len(involved))]
             shown = np.flatnonzero(sizes > 1)[: d.examples]
-            members = [involved[labels == r][:3] for r in shown]
-            texts = {}
-            if members:
-                got = _rows(
-                    kept.map_batches(
-                        _rows_with_keys, batch_format="numpy", fn_args=(np.concatenate(members), ["key", "text"])
-                    )
-                )
-                texts = dict(zip(got["key"].tolist(), got["text"]))
             near = {
                 "clusters": int((sizes > 1).sum()),
                 "duplicates_removed": len(dup_keys),
                 "verified_pairs": int(ok.sum()),
-                "examples": [[short_example(str(texts[int(k)])) for k in m] for m in members],
+                "examples": [[short_example(str(t)) for t in texts[labels == r][:3]] for r in shown],
             }
     times["near_dedup_lsh"] += time.perf_counter() - t0
 
-    # 4. split: offsets of chunks in document order, then ranks inside each chunk
+    # 4-5. the split, planned on the driver per chunk; placed and written by the workers
     t0 = time.perf_counter()
-    survivors = kept.map_batches(_without_keys, batch_format="numpy", fn_args=(dup_keys, parts)).materialize()
-    del kept
-    counts = _rows(survivors.map_batches(_chunk_counts, batch_format="numpy"))
-    chunk_ids, inverse = np.unique(counts.get("chunk", np.zeros(0, np.int64)), return_inverse=True)
-    per_chunk = np.zeros(len(chunk_ids), dtype=np.int64)
-    np.add.at(per_chunk, inverse, counts.get("n", np.zeros(0, np.int64)))
-    offsets = np.concatenate([[0], np.cumsum(per_chunk)[:-1]]).astype(np.int64)
-    n_keep = int(per_chunk.sum())
+    survivors_per_chunk = kept_per_chunk.copy()
+    if len(dup_keys):
+        np.add.at(survivors_per_chunk, np.searchsorted(chunk_ids, dup_keys, side="right") - 1, -1)
+    n_keep = int(survivors_per_chunk.sum())
     is_val, draw = split_plan(n_keep, data_cfg.val_fraction, seed)
     weights = {source_name(s): s.weight for s in data_cfg.sources}
-    ranked = (
-        survivors.groupby("cpart", num_partitions=parts)
-        .map_groups(_rank, batch_format="numpy", fn_args=(chunk_ids, offsets, is_val, draw, weights))
-        .materialize()
+    weight_per_chunk = np.array([weights.get(chunk_source[int(c)], 1.0) for c in chunk_ids])
+    copies = np.where(is_val, -1, train_copies(np.repeat(weight_per_chunk, survivors_per_chunk), draw))
+    ends = np.cumsum(survivors_per_chunk)
+    n_train_before = np.concatenate([[0], np.cumsum(np.maximum(copies, 0))])
+    n_val_before = np.concatenate([[0], np.cumsum(is_val)])
+    plan = {
+        "chunk": chunk_ids,
+        "offset": ends - survivors_per_chunk,
+        "train_row": n_train_before[ends - survivors_per_chunk],
+        "val_row": n_val_before[ends - survivors_per_chunk],
+        "copies": copies.astype(np.int16),
+    }
+    split_docs = {"train": int(n_train_before[-1]), "validation": int(n_val_before[-1])}
+    check_kept(split_docs["train"])
+    for name in ("train", "validation"):
+        shutil.rmtree(out / name, ignore_errors=True)
+        (out / name).mkdir(parents=True)
+    written = _rows(
+        marked.map_batches(_survivors, batch_format="numpy", fn_args=(dup_keys, parts))
+        .groupby("cpart", num_partitions=parts)
+        .map_groups(_place, batch_format="numpy", fn_args=(plan, data_cfg.shard_docs))
+        .groupby("wkey", num_partitions=max(1, min(parts, math.ceil(sum(split_docs.values()) / data_cfg.shard_docs))))
+        .map_groups(_write_shard, batch_format="numpy", fn_args=(str(out),))
     )
-    del survivors
-    summary = _rows(ranked.map_batches(_split_summary, batch_format="numpy"))
-    split = {k: int(summary[k].sum()) if summary else 0 for k in ("train_docs", "train_chars")}
-    split.update({k: int(summary[k].sum()) if summary else 0 for k in ("validation_docs", "validation_chars")})
-    hist_out = summary["hist"].sum(axis=0) if summary else np.zeros(len(LENGTH_BINS) - 1, dtype=np.int64)
-    check_kept(split["train_docs"])
-
-    # 5. sorted Parquet shards, written by the workers
-    class Parts(FilenameProvider):
-        def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
-            return f"part-{task_index:05d}"
-
-    for name, n in (("train", split["train_docs"]), ("validation", split["validation_docs"])):
-        folder = out / name
-        shutil.rmtree(folder, ignore_errors=True)
+    for name, n in split_docs.items():
         if n == 0:
-            ShardWriter(folder).close()  # an empty split is one empty shard, as in the local engine
-            continue
-        (
-            ranked.map_batches(_split_rows, batch_format="numpy", fn_args=(name == "validation",))
-            .sort(["key", "r"])
-            .map_batches(_as_table, batch_format="numpy")
-            .write_parquet(str(folder), filename_provider=Parts(), mode=SaveMode.OVERWRITE, compression="zstd")
-        )
+            ShardWriter(out / name).close()  # an empty split is one empty shard, as in the local engine
+    val = written["validation"]
+    split = {
+        "train_docs": int(written["docs"][~val].sum()),
+        "train_chars": int(written["chars"][~val].sum()),
+        "validation_docs": int(written["docs"][val].sum()),
+        "validation_chars": int(written["chars"][val].sum()),
+    }
+    hist_out = written["hist"].sum(axis=0)
     times["split_write"] += time.perf_counter() - t0
     tally.times.update(times)
     return build_report(

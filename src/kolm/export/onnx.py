@@ -34,7 +34,7 @@ from torch import nn
 
 from kolm.errors import KolmError
 
-__all__ = ["QUANTS", "OnnxDecoder", "export_onnx", "input_names", "output_names"]
+__all__ = ["QUANTS", "OnnxDecoder", "export_onnx", "input_names", "output_names", "greedy"]
 
 QUANTS = ("none", "int8")
 OPSET = 18
@@ -182,3 +182,35 @@ def export_onnx(
         if (model_dir / name).exists():
             shutil.copy2(model_dir / name, out_dir / name)
     return out_dir
+
+
+def greedy(session: Any, prompt: list[int], max_new_tokens: int, eos_ids: tuple[int, ...] = ()) -> list[int]:
+    """Greedy decoding of one prompt with an onnxruntime `InferenceSession` of an exported model.
+
+    One prefill call with an empty past, then one call per new token feeding
+    the presents back as the past: the loop optimum and onnxruntime-genai run.
+    Returns the new token ids (stops after an id in `eos_ids`).
+    """
+    import numpy as np
+
+    inputs = {i.name: i for i in session.get_inputs()}
+    n_layers = sum(1 for name in inputs if name.endswith(".key"))
+    kv = inputs["past_key_values.0.key"]
+    kv_heads, head_dim = kv.shape[1], kv.shape[3]
+    dtype = np.float16 if "float16" in kv.type else np.float32
+    empty = np.zeros((1, kv_heads, 0, head_dim), dtype=dtype)
+    past = {f"past_key_values.{i}.{part}": empty for i in range(n_layers) for part in ("key", "value")}
+    ids = np.array([prompt], dtype=np.int64)  # (1, T)
+    length, out = len(prompt), []
+    positions = np.arange(length, dtype=np.int64)[None]
+    for _ in range(max_new_tokens):
+        feed = {"input_ids": ids, "attention_mask": np.ones((1, length), np.int64), "position_ids": positions, **past}
+        logits, *present = session.run(None, feed)
+        token = int(logits[0, -1].argmax())
+        out.append(token)
+        if token in eos_ids:
+            break
+        past = {name: value for name, value in zip(past, present)}
+        ids, positions = np.array([[token]], dtype=np.int64), np.array([[length]], dtype=np.int64)
+        length += 1
+    return out

@@ -10,7 +10,7 @@ Defaults follow the papers, scaled for the small models of the workshop:
 | waveft | sparse wavelet coefficients of ΔW | 1e-3 | Bilican et al. 2025 (PEFT `WaveFTConfig`) |
 | ia3 | a scaling vector on k, v and the MLP input | 5e-3 | Liu et al. 2022: IA3 needs larger rates |
 | prompt_tuning | virtual token embeddings | 3e-2 | Lester et al. 2021 use 0.3; smaller models need less |
-| qlora | LoRA on a 4-bit base (bitsandbytes) | 1e-3 | Dettmers et al. 2023 |
+| qlora | LoRA on a 4-bit NF4 base (bitsandbytes, CUDA; `load_model(quant="nf4")`) | 1e-3 | Dettmers et al. 2023 |
 
 The classification head (`score`) always trains, as PEFT does for sequence
 classification.

@@ -199,19 +199,29 @@ def finetune(
         val_rows = encode_sft(tokenizer, val_chats, cfg.seq_len)
         test_rows = []
 
+    # QLoRA: the frozen base is loaded in 4-bit NF4 (bitsandbytes, on the GPU), the LoRA weights train in fp32.
+    quant = "nf4" if method == "qlora" else None
     model, _ = load_model(
         base,
         task="classify" if task == "classify" else "causal-lm",
         device=device,
         labels=labels or None,
         pad_token_id=pad_id if task == "classify" else None,
+        quant=quant,
     )
+    if quant is not None:
+        import peft
+
+        # Norms and heads to fp32, gradients enabled at the embedding output, activation checkpointing on.
+        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
     pc = peft_config(method, task, cfg, model.config)
     if pc is not None:
         import peft
 
         model = peft.get_peft_model(model, pc)
-    model.to(device).train()
+    if quant is None:
+        model.to(device)  # a bitsandbytes model is already on its device and refuses .to()
+    model.train()
     trainable, total = count_parameters(model)
 
     steps = cfg.max_steps

@@ -159,6 +159,7 @@ def load_model(
     merge: bool = False,
     labels: list[str] | None = None,
     pad_token_id: int | None = None,
+    quant: str | None = None,
 ) -> tuple[Any, Any]:
     """(model in eval mode on `device`, tokenizer) for the model at `path`.
 
@@ -167,22 +168,31 @@ def load_model(
     its config). An adapter dir loads as a `PeftModel` over its base;
     `merge=True` folds LoRA/DoRA/IA3 updates into the weights (what the
     generation engine wants). `dtype`: "fp32", "bf16", "fp16", a torch dtype,
-    or None for the checkpoint's own.
+    or None for the checkpoint's own. `quant` (`kolm.models.quant.QUANTS`):
+    "int8" (CPU dynamic int8, inference only), "bf16", or on CUDA "nf4" /
+    "llm-int8" (bitsandbytes; the model is placed on `device` while loading).
     """
     if task not in TASKS:
         raise KolmError(f"unknown model task {task!r}; choose one of {', '.join(TASKS)}")
     import kolm.models  # noqa: F401  (registers kolm architectures with transformers' Auto classes)
+    from kolm.models.quant import bnb_config, check_quant, quantize_int8
 
+    check_quant(quant, device)
     model_dir = find_model_dir(path)
+    if quant == "bf16":
+        dtype = "bf16"
+    if quant == "int8" and merge is False and is_adapter(model_dir):
+        merge = True  # dynamic int8 layers cannot host an adapter: fold it in first
     torch_dtype = parse_dtype(dtype) if isinstance(dtype, str) or dtype is None else dtype
+    quantization = bnb_config(quant) if quant in ("nf4", "llm-int8") else None
     info = task_info(model_dir)
     labels = list(labels) if labels else list(info.get("labels") or [])
     if is_adapter(model_dir):
         base = adapter_base(model_dir, base_model)
-        model = _load_adapter(model_dir, base, task, labels, torch_dtype, merge, pad_token_id)
+        model = _load_adapter(model_dir, base, task, labels, torch_dtype, merge, pad_token_id, quantization, device)
         tok_dir = model_dir if (model_dir / "tokenizer_config.json").is_file() else base
     else:
-        model = _from_pretrained(model_dir, task, labels, torch_dtype, pad_token_id)
+        model = _from_pretrained(model_dir, task, labels, torch_dtype, pad_token_id, quantization, device)
         tok_dir = model_dir
     tokenizer = load_tokenizer(tok_dir)
     if (
@@ -191,7 +201,10 @@ def load_model(
         and tokenizer.pad_token_id is not None
     ):
         model.config.pad_token_id = tokenizer.pad_token_id
-    return model.to(device).eval(), tokenizer
+    if quantization is not None:
+        return model.eval(), tokenizer  # bitsandbytes placed it on `device`; quantized weights refuse .to()
+    model = model.to(device).eval()
+    return (quantize_int8(model) if quant == "int8" else model), tokenizer
 
 
 def load_tokenizer(path: str | Path) -> Any:
@@ -218,11 +231,24 @@ def _auto_class(task: str) -> Any:
     return AutoModelForSequenceClassification if task == "classify" else AutoModelForCausalLM
 
 
-def _from_pretrained(model_dir: Path, task: str, labels: list[str], dtype: Any, pad_token_id: int | None) -> Any:
-    """`Auto*.from_pretrained` with the head's label settings, turning unreadable files into one-line errors."""
+def _from_pretrained(
+    model_dir: Path,
+    task: str,
+    labels: list[str],
+    dtype: Any,
+    pad_token_id: int | None,
+    quantization: Any = None,
+    device: str = "cpu",
+) -> Any:
+    """`Auto*.from_pretrained` with the head's label settings, turning unreadable files into one-line errors.
+
+    `quantization`: a `BitsAndBytesConfig`; the weights are then quantized while loading onto `device`.
+    """
     kwargs: dict[str, Any] = {}
     if dtype is not None:
         kwargs["dtype"] = dtype
+    if quantization is not None:
+        kwargs.update(quantization_config=quantization, device_map={"": device})
     if task == "classify" and labels:
         kwargs.update(
             num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={v: i for i, v in enumerate(labels)}
@@ -247,7 +273,15 @@ def _describe_load_error(model_dir: Path, exc: BaseException) -> str:
 
 
 def _load_adapter(
-    adapter_dir: Path, base: Path, task: str, labels: list[str], dtype: Any, merge: bool, pad_token_id: int | None
+    adapter_dir: Path,
+    base: Path,
+    task: str,
+    labels: list[str],
+    dtype: Any,
+    merge: bool,
+    pad_token_id: int | None,
+    quantization: Any = None,
+    device: str = "cpu",
 ) -> Any:
     """Base model + adapter as a PeftModel (or merged into plain weights); checks the adapter fits the base."""
     from peft import PeftModel
@@ -261,7 +295,7 @@ def _load_adapter(
             f"{adapter_dir} is a {cfg['peft_type'].lower()} adapter: it adds virtual tokens, not weights, "
             "so it cannot be merged; use it through transformers' generate() on the PEFT model"
         )
-    model = _from_pretrained(base, task, labels, dtype, pad_token_id)
+    model = _from_pretrained(base, task, labels, dtype, pad_token_id, quantization, device)
     try:
         model = PeftModel.from_pretrained(model, str(adapter_dir))
     except (RuntimeError, ValueError, KeyError, OSError) as exc:

@@ -105,7 +105,7 @@ class Server:
             log_level=os.environ.get("KOLM_SERVE_LOG_LEVEL", "warning"),
             access_log=False,
             timeout_graceful_shutdown=2,
-            lifespan="off",
+            lifespan="auto",  # the mounted chat page starts its queue on startup
         )
         host, port = sock.getsockname()[:2]
         self.url = f"http://{host}:{port}"
