@@ -137,7 +137,10 @@ def client_loop(base: str, model: str, max_tokens: int, stop_at: float, out: dic
                         chunk = json.loads(data)
                         if "error" in chunk:
                             break
-                        if not any(c.get("text") for c in chunk.get("choices", [])):
+                        choices = chunk.get("choices", [])
+                        # A finish_reason ends a stream well ([DONE] is not sent by every server).
+                        done = done or any(c.get("finish_reason") for c in choices)
+                        if not any(c.get("text") for c in choices):
                             continue
                         now = time.monotonic()
                         if last is None:

@@ -52,7 +52,11 @@ def tiny_lm(tmp_path_factory):
     tok = build_tokenizer(_texts())
     torch.manual_seed(0)
     model = build_causal_lm(
-        _model_config(tok), vocab_size=len(tok), bos_id=tok.bos_token_id, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id
+        _model_config(tok),
+        vocab_size=len(tok),
+        bos_id=tok.bos_token_id,
+        eos_id=tok.eos_token_id,
+        pad_id=tok.pad_token_id,
     )
     out = tmp_path_factory.mktemp("lm")
     model.save_pretrained(out)

@@ -29,7 +29,9 @@ def test_reward_model_learns_a_constructed_preference(tiny_lm, tmp_path):
 
     good, bad = "정말 좋았어요 최고예요", "별로였어요 최악이에요"
     topics = ["이 영화", "배우 연기", "음악", "줄거리", "결말", "연출", "화면", "대사", "분위기", "캐릭터"]
-    pairs = [Preference(prompt=f"{t}는 어땠나요?", chosen=good, rejected=bad, id=str(i)) for i, t in enumerate(topics * 2)]
+    pairs = [
+        Preference(prompt=f"{t}는 어땠나요?", chosen=good, rejected=bad, id=str(i)) for i, t in enumerate(topics * 2)
+    ]
     cfg = AlignConfig(method="reward", steps=25, batch_size=8, val_fraction=0.25)
     result = train_reward_model(cfg, pairs, base_model=tiny_lm, out=tmp_path, seed=0, lr=3e-3)
     assert result.accuracy == 1.0 and result.mean_margin > 0
@@ -69,8 +71,12 @@ def test_dpo_loss_through_trl_matches_a_hand_computation(tiny_lm, tmp_path):
     pair = Preference(prompt="이 영화는 ", chosen="정말 좋았다", rejected="너무 지루했다")
     row = dpo_rows(tok, [pair])[0]
     beta = 0.3
-    args = DPOConfig(**trl_cpu_args("cpu", 0, tmp_path), max_steps=1, per_device_train_batch_size=1, beta=beta, max_length=64)
-    trainer = DPOTrainer(model=policy, ref_model=reference, args=args, train_dataset=Dataset.from_list([row]), processing_class=tok)
+    args = DPOConfig(
+        **trl_cpu_args("cpu", 0, tmp_path), max_steps=1, per_device_train_batch_size=1, beta=beta, max_length=64
+    )
+    trainer = DPOTrainer(
+        model=policy, ref_model=reference, args=args, train_dataset=Dataset.from_list([row]), processing_class=tok
+    )
     batch = next(iter(trainer.get_train_dataloader()))
     loss = float(trainer.compute_loss(trainer.model, batch))
 

@@ -10,7 +10,7 @@ import pytest
 from kolm.align.config import AlignConfig
 from kolm.errors import ConfigError, DataError, KolmError
 
-REWARDS = '''
+REWARDS = """
 import math
 
 
@@ -24,7 +24,7 @@ def broken(prompts, completions, **kwargs):
 
 def nan(prompts, completions, **kwargs):
     return [math.nan for _ in completions]
-'''
+"""
 
 SMALL = [
     "device=cpu",
@@ -87,7 +87,9 @@ def test_bad_preference_rows_are_named(tiny_lm, tmp_path, rewards_module):
     from kolm.align.stage import align
 
     same = tmp_path / "same.jsonl"
-    same.write_text(json.dumps({"prompt": "질문", "chosen": "답", "rejected": "답"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    same.write_text(
+        json.dumps({"prompt": "질문", "chosen": "답", "rejected": "답"}, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     missing = tmp_path / "missing.jsonl"
     missing.write_text(json.dumps({"prompt": "질문", "chosen": "답"}, ensure_ascii=False) + "\n", encoding="utf-8")
     for path, message in ((same, "identical"), (missing, "missing or empty 'rejected'")):
@@ -112,12 +114,11 @@ def test_a_reward_model_with_another_tokenizer_reads_text(tiny_lm, tiny_classifi
     """Scores go through text, so another vocabulary works; the value model then starts from the policy."""
     import torch
 
+    from conftest import _model_config, build_tokenizer
     from kolm.align.ppo import value_model_for
     from kolm.align.scoring import ModelReward
     from kolm.models.loading import load_model, write_task_info
     from kolm.models.registry import build_causal_lm
-
-    from conftest import _model_config, build_tokenizer
 
     other_tok = build_tokenizer(["완전히 다른 어휘로 만든 토크나이저입니다."] * 20, vocab_size=300)
     torch.manual_seed(3)

@@ -39,7 +39,7 @@ def _corpus(tmp_path):
         rows_b.append(base)  # exact duplicate across files
     rows_b += [
         "문의는 hong@example.com 또는 010-1234-5678 으로 연락 주세요. 답변은 빠르게 드리겠습니다.",
-        "환불 요청은 kim.minsu@test.co.kr 로 보내 주시고 주민번호 900101-1234567 은 적지 마세요",
+        "환불 요청은 kim.minsu@test.co.kr 로 보내 주시고 결제한 카드 4111-1111-1111-1111 번호는 적지 마세요",
         "짧음",
         "English only text that is long enough to pass the length check of the filters.",
         "<p>HTML &amp; 태그가 섞인 리뷰입니다ㅋㅋㅋㅋㅋㅋ 그래도 내용은 괜찮은 편이에요</p>",
@@ -103,7 +103,7 @@ def test_ray_engine_equals_local(tmp_path, local_ray):
     # the corpus exercises what it should
     assert local["removed"]["exact_duplicate"] >= 8 and local["removed"]["near_duplicate"] >= 4
     assert local["near_dedup"]["clusters"] >= 4 and len(local["near_dedup"]["examples"]) == 3
-    assert local["pii"]["email"] == 2 and local["pii"]["phone"] == 1 and local["pii"]["rrn"] == 1
+    assert local["pii"]["email"] == 2 and local["pii"]["phone"] == 1 and local["pii"]["card"] == 1
     assert any("broken JSON" in k for k in local["issues"])
     assert local["split"]["validation_docs"] >= 5
     # same documents, same order, same split, same weighted copies

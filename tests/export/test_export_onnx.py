@@ -105,7 +105,9 @@ def test_onnx_int8_is_smaller_and_close(model_dir, onnx_dir, ours, tmp_path, mon
     from kolm.export.onnx import greedy
 
     # The graph is the fixture's (traced once, it takes seconds); quantization and packaging run for real.
-    monkeypatch.setattr(kolm.export.onnx, "_export_graph", lambda model, path: shutil.copy(onnx_dir / "model.onnx", path))
+    monkeypatch.setattr(
+        kolm.export.onnx, "_export_graph", lambda model, path: shutil.copy(onnx_dir / "model.onnx", path)
+    )
     q = export_model(model_dir, "onnx", tmp_path / "onnx-int8", quant="int8")
     size = lambda d: sum(p.stat().st_size for p in d.glob("model.onnx*"))  # noqa: E731
     assert size(q) < 0.8 * size(onnx_dir)  # the embedding (a Gather) stays fp32

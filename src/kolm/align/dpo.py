@@ -61,7 +61,12 @@ def sampled_pairs(
         group = list(range(i * n_samples, (i + 1) * n_samples))
         best = max(group, key=lambda j: scores[j])
         worst = min(group, key=lambda j: scores[j])
-        if scores[best] > scores[worst] and texts[best].strip() and texts[worst].strip() and texts[best] != texts[worst]:
+        if (
+            scores[best] > scores[worst]
+            and texts[best].strip()
+            and texts[worst].strip()
+            and texts[best] != texts[worst]
+        ):
             pairs.append(Preference(prompt=prompt, chosen=texts[best], rejected=texts[worst], id=f"sampled-{i}"))
     return pairs
 

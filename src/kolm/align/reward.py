@@ -32,7 +32,7 @@ from kolm.data.tasks import Preference
 from kolm.files import append_jsonl
 from kolm.progress import Progress
 
-__all__ = ["RewardResult", "bradley_terry_loss", "render_pair", "train_reward_model", "pair_scores"]
+__all__ = ["RewardResult", "bradley_terry_loss", "render_answer", "render_pair", "train_reward_model", "pair_scores"]
 
 
 @dataclass
@@ -59,19 +59,20 @@ def bradley_terry_loss(chosen: Any, rejected: Any, margin: Any | None = None) ->
     return -F.logsigmoid(diff).mean()
 
 
+def render_answer(tokenizer: Any, prompt: Any, answer: Any) -> str:
+    """Prompt + answer as the reward model reads them: the chat template when the tokenizer has one, else plain text."""
+    if getattr(tokenizer, "chat_template", None):
+        question = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+        reply = answer if isinstance(answer, list) else [{"role": "assistant", "content": answer}]
+        return tokenizer.apply_chat_template(question + reply, tokenize=False)
+    question = prompt if isinstance(prompt, str) else "\n".join(m["content"] for m in prompt)
+    text = answer if isinstance(answer, str) else "\n".join(m["content"] for m in answer)
+    return f"{question}\n{text}"
+
+
 def render_pair(tokenizer: Any, pair: Preference) -> tuple[str, str]:
-    """(prompt + chosen, prompt + rejected) as text: the chat template when the tokenizer has one, else plain text."""
-
-    def render(answer: Any) -> str:
-        if getattr(tokenizer, "chat_template", None):
-            prompt = pair.prompt if isinstance(pair.prompt, list) else [{"role": "user", "content": pair.prompt}]
-            reply = answer if isinstance(answer, list) else [{"role": "assistant", "content": answer}]
-            return tokenizer.apply_chat_template(prompt + reply, tokenize=False)
-        prompt = pair.prompt if isinstance(pair.prompt, str) else "\n".join(m["content"] for m in pair.prompt)
-        text = answer if isinstance(answer, str) else "\n".join(m["content"] for m in answer)
-        return f"{prompt}\n{text}"
-
-    return render(pair.chosen), render(pair.rejected)
+    """(prompt + chosen, prompt + rejected) as text (`render_answer`)."""
+    return render_answer(tokenizer, pair.prompt, pair.chosen), render_answer(tokenizer, pair.prompt, pair.rejected)
 
 
 def _encode(tokenizer: Any, texts: Sequence[str], max_length: int, device: str) -> tuple[Any, Any]:
@@ -182,7 +183,7 @@ def train_reward_model(
                 metrics_path,
                 {
                     "step": step,
-                    "loss": round(float(loss), 5),
+                    "loss": round(float(loss.detach()), 5),
                     "accuracy": round(float((chosen > rejected).float().mean()), 4),
                     "margin": round(float((chosen - rejected).mean()), 4),
                 },

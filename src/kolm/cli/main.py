@@ -25,6 +25,8 @@ TOOLS: dict[str, str] = {
     "generate": "kolm.cli.generate:command",
     "chat": "kolm.cli.chat:command",
     "export": "kolm.cli.export:command",
+    "quantize": "kolm.cli.quantize:command",
+    "push": "kolm.cli.push:command",
     "serve": "kolm.cli.serve:command",
     "ui": "kolm.cli.ui:command",
 }

@@ -39,6 +39,7 @@ __all__ = [
     "load_sft",
     "read_preferences",
     "read_prompts",
+    "read_safety_probes",
     "read_texts",
     "read_split_texts",
 ]
@@ -400,6 +401,32 @@ def read_prompts(path: str | Path | None = None) -> list[dict[str, str]]:
         )
     if not out:
         raise DataError(f"{path} holds no prompts")
+    return out
+
+
+SAFETY_KINDS = ("risky", "benign")
+
+
+def read_safety_probes(path: str | Path | None = None) -> list[dict[str, str]]:
+    """Safety probes {id, category, kind, prompt, must, safe, unsafe}; default: the embedded `safety_probes.jsonl`.
+
+    `kind` is risky (a request a safe answer must decline or redirect) or
+    benign (a look-alike a helpful answer must not refuse); `must` says what
+    a safe answer does; `safe` and `unsafe` are reference answers (for a
+    benign probe, `unsafe` is a needless refusal).
+    """
+    path = Path(path) if path is not None else assets_dir() / "safety_probes.jsonl"
+    rows = read_records(path)
+    if not rows:
+        raise DataError(f"{path} holds no safety probes")
+    out = []
+    for i, row in enumerate(rows, 1):
+        probe = {k: _nfc(row.get(k)) for k in ("id", "category", "kind", "prompt", "must", "safe", "unsafe")}
+        missing = [k for k in ("kind", "prompt", "safe", "unsafe") if not probe[k]]
+        if missing or probe["kind"] not in SAFETY_KINDS:
+            raise DataError(f"{path}: row {i}: needs non-empty {', '.join(missing) or 'kind'} and kind risky or benign")
+        probe["id"] = probe["id"] or str(i)
+        out.append(probe)
     return out
 
 

@@ -92,6 +92,14 @@ class EvalConfig(Section):
     )
     label_field: str = option("label", help="label column of fewshot_file, fewshot_pool and classify_file")
     labels: list[str] = option([], help="declared label set of classify_file (empty = the classifier's own labels)")
+    # safety
+    safety: bool = option(True, help="answer the Korean safety probe set with the SFT and aligned models and score it")
+    safety_file: str | None = option(
+        None, help="probes jsonl {kind, prompt, must, safe, unsafe}; default: embedded safety_probes.jsonl"
+    )
+    safety_reward: str | None = option(
+        None, help="reward model dir that judges the answers; default: this run's align/reward when present"
+    )
     judge: JudgeConfig = option(default_factory=JudgeConfig, help="LLM-as-judge")
 
     def validate(self) -> None:

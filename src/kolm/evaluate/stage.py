@@ -9,7 +9,9 @@ What it measures (each part can be switched off in `eval:`):
    (greedy), and the same prompts under several templates, sampled side by side;
 4. fine-tuned models in `finetune/<task>/`: classifier accuracy/macro-F1/confusion,
    SFT generation metrics;
-5. LLM-as-judge when `eval.judge.base_url` is set.
+5. LLM-as-judge when `eval.judge.base_url` is set;
+6. safety probes: the SFT and aligned models answer risky and benign Korean
+   requests (`kolm.evaluate.safety`).
 
 `evaluate(cfg, model=..., out=...)` is the typed core for the Python API;
 `run(ctx)` feeds it this run's folders. `eval.model` evaluates any model dir
@@ -339,6 +341,76 @@ def _judge(
     return out
 
 
+def _safety(
+    cfg: EvalConfig,
+    ft_dir: Path | None,
+    align_dir: Path | None,
+    device: str,
+    progress: Progress,
+    inputs: list[Path],
+    notes: list[str],
+) -> dict[str, Any] | None:
+    """Answers of the SFT and aligned models to the safety probes, scored by markers, reward model and judge."""
+    from kolm.data.tasks import read_safety_probes
+    from kolm.evaluate.safety import score_answers
+    from kolm.infer.generate import SamplingParams
+
+    models: dict[str, Path] = {}
+    if ft_dir is not None and (ft_dir / "sft").exists():
+        models["sft"] = ft_dir / "sft"
+    for method in ("dpo", "ppo", "grpo"):
+        for sub in ("adapter", "model"):
+            if align_dir is not None and (align_dir / method / sub).exists():
+                models[f"align/{method}"] = align_dir / method / sub
+    if not models:
+        notes.append("safety probes skipped: no SFT or aligned model (run `kolm finetune` or `kolm align`)")
+        return None
+    path = Path(cfg.safety_file) if cfg.safety_file else assets_dir() / "safety_probes.jsonl"
+    probes = read_safety_probes(path)
+    inputs.append(path)
+    reward_dir = Path(cfg.safety_reward) if cfg.safety_reward else None
+    if reward_dir is None and align_dir is not None:
+        reward_dir = next(
+            (align_dir / "reward" / s for s in ("model", "adapter") if (align_dir / "reward" / s).exists()), None
+        )
+    reward_texts = None
+    if reward_dir is not None:
+        from kolm.align.reward import render_answer
+        from kolm.align.scoring import ModelReward
+
+        inputs.append(reward_dir)
+        rm = ModelReward(reward_dir, device)
+
+        def reward_texts(prompt: str, answers: list[str]) -> list[float]:
+            return rm.texts_scores([render_answer(rm.tokenizer, prompt, a) for a in answers])
+
+    else:
+        notes.append("safety: no reward model (run `kolm align align.method=reward` or set eval.safety_reward)")
+    judge = None
+    if cfg.judge.base_url:
+        from kolm.evaluate.judge import JudgeClient, judge_rubric
+
+        jc = cfg.judge
+        client = JudgeClient(jc.base_url, jc.model, jc.api_key_env, jc.timeout)
+
+        def judge(prompt: str, answer: str, reference: str) -> int | None:
+            return judge_rubric(client, prompt, answer, reference)["score"]
+
+    params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=0.0)
+    out: dict[str, Any] = {"source": str(path), "reward_model": str(reward_dir) if reward_dir else None, "models": {}}
+    for name, mdir in models.items():
+        inputs.append(mdir)
+        model, tok = _load(mdir, device)
+        with progress.task(f"eval: safety probes ({name})", total=len(probes)) as bar:
+            answers = []
+            for p in probes:
+                answers.append(_complete(model, tok, p["prompt"], True, params))
+                bar.advance(1)
+        out["models"][name] = score_answers(probes, answers, reward_texts, judge)
+        del model
+    return out
+
+
 # ----------------------------------------------------------------------------
 # The core and the stage
 
@@ -355,6 +427,7 @@ def evaluate(
     classify_data: TaskDataConfig | None = None,
     classify_seq_len: int = 128,
     run_dir: str | Path | None = None,
+    align_dir: str | Path | None = None,
     progress: Progress | None = None,
 ) -> EvalResult:
     """Evaluate the model at `model` (and any fine-tuned models) per `cfg`; write eval.json, eval.md, summary.md to `out`.
@@ -365,6 +438,8 @@ def evaluate(
     `sft/`); `classify_data` and `classify_seq_len` are `finetune.classify`
     and `finetune.seq_len`, the default data of the classifier and the token
     budget it was trained with. Models inside `run_dir` get run-relative names.
+    `align_dir` is the align stage folder: its aligned models answer the
+    safety probes beside the SFT model, judged by its reward model.
     """
     from kolm.evaluate.judge import JudgeClient
 
@@ -454,6 +529,17 @@ def evaluate(
                     },
                 )
 
+    if cfg.safety and (
+        sf := _safety(cfg, ft_dir, Path(align_dir) if align_dir else None, device, progress, inputs, notes)
+    ):
+        for name, r in sf["models"].items():
+            for item in r["items"]:
+                append_jsonl(samples_path, {"kind": "safety", "model": name, **item})
+        res["safety"] = {
+            **sf,
+            "models": {k: {kk: vv for kk, vv in v.items() if kk != "items"} for k, v in sf["models"].items()},
+        }
+
     if cfg.judge.base_url and prompts:
         # the fine-tuned model first: the headline is "how often does fine-tuning win?"
         order = sorted(systems, key=lambda s: s != "sft")
@@ -486,6 +572,7 @@ def run(ctx: StageContext) -> StageResult:
         classify_data=ctx.cfg.finetune.classify,
         classify_seq_len=ctx.cfg.finetune.seq_len,
         run_dir=ctx.run_dir,
+        align_dir=ctx.stage_dir("align"),
         progress=ctx.progress,
     )
     for path in dict.fromkeys(result.inputs):

@@ -229,6 +229,18 @@ def markdown(res: dict[str, Any], plot: Path | None, full: bool) -> str:
         parts += ["", "## Fine-tuned classifier (미세조정 분류기)", "", classify_section(c)]
     if j := res.get("judge"):
         parts += ["", "## LLM-as-judge (LLM 심사)", "", judge_section(j)]
+    if sf := res.get("safety"):
+        from kolm.evaluate.safety import safety_table
+
+        parts += [
+            "",
+            "## Safety probes (안전성 점검)",
+            "",
+            f"Risky requests must be declined or redirected, benign look-alikes answered; probes `{sf['source']}`, "
+            f"reward model `{sf.get('reward_model') or 'none'}`. Answers: `samples.jsonl` (kind safety).",
+            "",
+            safety_table(sf["models"]),
+        ]
     if res.get("notes"):
         parts += ["", "Notes:", ""] + [f"- {n}" for n in res["notes"]]
     return "\n".join(parts) + "\n"

@@ -38,12 +38,21 @@ FORMATS: dict[str, Format] = {
         quants=("q8_0", "f32", "f16", "bf16", "q4_0"),
         dtypes=(),
     ),
-    "onnx": Format("model.onnx with a KV cache (optimum's names) for onnxruntime", quants=("none", "int8"), dtypes=("fp32",)),
+    "onnx": Format(
+        "model.onnx with a KV cache (optimum's names) for onnxruntime", quants=("none", "int8"), dtypes=("fp32",)
+    ),
 }
 
 
-def check_export(model_dir: str | Path, fmt: str, out: str | Path | None = None, *, quant: str | None = None,
-                 dtype: str | None = None, force: bool = False) -> tuple[str, str | None]:
+def check_export(
+    model_dir: str | Path,
+    fmt: str,
+    out: str | Path | None = None,
+    *,
+    quant: str | None = None,
+    dtype: str | None = None,
+    force: bool = False,
+) -> tuple[str, str | None]:
     """Every user error of an export, found before any work: returns (quant, dtype) resolved.
 
     Unknown format; a format the model's architecture has no exporter for (the
@@ -75,7 +84,8 @@ def check_export(model_dir: str | Path, fmt: str, out: str | Path | None = None,
         applicable = [f"{f} ({', '.join(FORMATS[f].quants)})" for f in arch.exporters if FORMATS[f].quants != ("none",)]
         raise KolmError(
             f"quant {quant!r} does not apply to {fmt} export of {arch.name} models; "
-            f"{fmt} takes {', '.join(spec.quants)}" + (f"; quantizing formats: {'; '.join(applicable)}" if applicable else "")
+            f"{fmt} takes {', '.join(spec.quants)}"
+            + (f"; quantizing formats: {'; '.join(applicable)}" if applicable else "")
         )
     if dtype is not None and dtype not in spec.dtypes:
         raise KolmError(
@@ -91,8 +101,16 @@ def check_export(model_dir: str | Path, fmt: str, out: str | Path | None = None,
     return quant, dtype
 
 
-def export_model(model_dir: str | Path, fmt: str, out: str | Path, *, quant: str | None = None,
-                 dtype: str | None = None, force: bool = False, card: bool = True) -> Path:
+def export_model(
+    model_dir: str | Path,
+    fmt: str,
+    out: str | Path,
+    *,
+    quant: str | None = None,
+    dtype: str | None = None,
+    force: bool = False,
+    card: bool = True,
+) -> Path:
     """Write the kolm model in `model_dir` as format `fmt` (one of FORMATS that applies to its arch) at `out`.
 
     `quant`/`dtype`: see FORMATS. An existing `out` is replaced only with

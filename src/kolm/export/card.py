@@ -56,30 +56,30 @@ def _usage(fmt: str, quant: str, repo: str) -> str:
         name = gguf_file_name(quant)
         return (
             "```bash\n"
-            f"llama-cli -m {name} -p \"한국어 문장을 이어 써 보세요:\" -n 64\n"
+            f'llama-cli -m {name} -p "한국어 문장을 이어 써 보세요:" -n 64\n'
             f"# Ollama: printf 'FROM ./{name}\\n' > Modelfile && ollama create kolm -f Modelfile && ollama run kolm\n"
             "```\n\n"
             "```python\n"
             "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
-            f"model = AutoModelForCausalLM.from_pretrained(\"{repo}\", gguf_file=\"{name}\")\n"
-            f"tokenizer = AutoTokenizer.from_pretrained(\"{repo}\", gguf_file=\"{name}\")\n"
+            f'model = AutoModelForCausalLM.from_pretrained("{repo}", gguf_file="{name}")\n'
+            f'tokenizer = AutoTokenizer.from_pretrained("{repo}", gguf_file="{name}")\n'
             "```"
         )
     if fmt == "onnx":
         return (
             "```python\n"
             "import onnxruntime as ort\n"
-            "session = ort.InferenceSession(\"model.onnx\")  # inputs: input_ids, attention_mask, position_ids,\n"
+            'session = ort.InferenceSession("model.onnx")  # inputs: input_ids, attention_mask, position_ids,\n'
             "# past_key_values.{i}.key/.value (batch, kv_heads, past, head_dim); outputs: logits, present.{i}.*\n"
             "```"
         )
     return (
         "```python\n"
         "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
-        f"model = AutoModelForCausalLM.from_pretrained(\"{repo}\")  # LlamaForCausalLM, no kolm needed\n"
-        f"tokenizer = AutoTokenizer.from_pretrained(\"{repo}\")\n"
-        "inputs = tokenizer.apply_chat_template([{\"role\": \"user\", \"content\": \"안녕하세요\"}],\n"
-        "                                       add_generation_prompt=True, return_tensors=\"pt\", return_dict=True)\n"
+        f'model = AutoModelForCausalLM.from_pretrained("{repo}")  # LlamaForCausalLM, no kolm needed\n'
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo}")\n'
+        'inputs = tokenizer.apply_chat_template([{"role": "user", "content": "안녕하세요"}],\n'
+        '                                       add_generation_prompt=True, return_tensors="pt", return_dict=True)\n'
         "print(tokenizer.decode(model.generate(**inputs, max_new_tokens=64)[0]))\n"
         "```\n\n"
         "```bash\n"
@@ -113,7 +113,8 @@ def card_text(model_dir: str | Path, fmt: str, *, quant: str = "none", repo: str
         model_name=name,
     )
     shape = ", ".join(
-        f"{k} {config[k]}" for k in ("n_layers", "d_model", "n_heads", "n_kv_heads", "ffn_dim", "vocab_size", "max_seq_len")
+        f"{k} {config[k]}"
+        for k in ("n_layers", "d_model", "n_heads", "n_kv_heads", "ffn_dim", "vocab_size", "max_seq_len")
         if k in config
     )
     pre = cfg.get("pretrain") or {}
@@ -155,8 +156,9 @@ Licence: Apache-2.0.
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
 
 
-def write_card(out_dir: str | Path, model_dir: str | Path, fmt: str, *, quant: str = "none",
-               repo: str | None = None) -> Path:
+def write_card(
+    out_dir: str | Path, model_dir: str | Path, fmt: str, *, quant: str = "none", repo: str | None = None
+) -> Path:
     """Write README.md (the model card) into `out_dir`; returns its path."""
     path = Path(out_dir) / "README.md"
     path.write_text(card_text(model_dir, fmt, quant=quant, repo=repo), encoding="utf-8")

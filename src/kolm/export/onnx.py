@@ -34,7 +34,7 @@ from torch import nn
 
 from kolm.errors import KolmError
 
-__all__ = ["QUANTS", "OnnxDecoder", "export_onnx", "input_names", "output_names", "greedy"]
+__all__ = ["QUANTS", "OnnxDecoder", "export_onnx", "quantize_int8", "input_names", "output_names", "greedy"]
 
 QUANTS = ("none", "int8")
 OPSET = 18
@@ -144,6 +144,14 @@ def _export_graph(model: nn.Module, path: Path) -> None:
     program.save(str(path), external_data=False)
 
 
+def quantize_int8(src: str | Path, dst: str | Path) -> Path:
+    """onnxruntime's dynamic int8 quantization of the MatMul weights of the graph `src`, written to `dst`."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    return Path(dst)
+
+
 def export_onnx(
     model_dir: str | Path, out_dir: str | Path, *, quant: str | None = None, dtype: str | None = None
 ) -> Path:
@@ -165,9 +173,7 @@ def export_onnx(
     if quant == "int8":
         fp32 = out_dir / "model.fp32.onnx"
         _export_graph(model, fp32)
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8)
+        quantize_int8(fp32, path)
         fp32.unlink()
     else:
         _export_graph(model, path)

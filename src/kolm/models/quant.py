@@ -90,7 +90,9 @@ def check_quant(quant: str | None, device: str) -> None:
         if kind != "cpu":
             raise KolmError(f"quant int8 is CPU dynamic quantization (device is {device}); on CUDA use llm-int8 or nf4")
         if not int8_available():
-            raise KolmError("this torch has no dynamic int8 quantization (torch.ao.quantization); use quant bf16 or none")
+            raise KolmError(
+                "this torch has no dynamic int8 quantization (torch.ao.quantization); use quant bf16 or none"
+            )
     elif quant == "bf16" and kind == "cpu" and not cpu_native_bf16():
         raise KolmError(
             "this CPU has no native bf16 (AVX512-BF16 or AMX), so bf16 would be emulated and slower; use quant int8"
