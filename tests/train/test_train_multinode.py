@@ -42,7 +42,7 @@ def _free_port() -> int:
 def _start_nodes(run_dir: Path, overrides: list[str]) -> list[subprocess.Popen]:
     """Two node processes, as two machines would run them, rendezvousing on 127.0.0.1."""
     port = _free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "400"}  # log lines unwrapped
     procs = []
     for node_rank in (0, 1):
         cmd = [
@@ -70,6 +70,23 @@ def _start_nodes(run_dir: Path, overrides: list[str]) -> list[subprocess.Popen]:
         log = open(run_dir / f"node{node_rank}.log", "w")  # noqa: SIM115 - closed with the process
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True))
     return procs
+
+
+def _descendants(pids: list[int]) -> list[int]:
+    """The processes started by `pids` (torchrun starts its workers in their own sessions), deepest first."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], list(pids)
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found[::-1]
 
 
 def _wait(procs: list[subprocess.Popen], run_dir: Path, timeout: float = 300) -> None:
@@ -120,8 +137,10 @@ def test_interrupted_two_node_job_resumes(single_process, tiny_artifacts, tmp_pa
     while not list(tmp_path.glob("pretrain*/checkpoints/step-*/trainer.json")):  # the first checkpoint
         assert time.time() < deadline and all(p.poll() is None for p in procs), "no checkpoint before the job ended"
         time.sleep(0.02)
-    for p in procs:  # a node failure: both node processes die at once
-        os.killpg(p.pid, signal.SIGKILL)
+    for pid in _descendants([p.pid for p in procs]):  # a node failure: the workers die with their node
+        os.kill(pid, signal.SIGKILL)
+    for p in procs:
+        p.kill()
         p.wait()
     saved = sorted(int(c.name.split("-")[1]) for c in tmp_path.glob("pretrain*/checkpoints/step-*"))
     assert saved and max(saved) < STEPS["pretrain.max_steps"]
