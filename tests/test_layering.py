@@ -9,7 +9,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "kolm"
-LOWER = ("finetune", "align", "evaluate", "train", "data", "infer", "models", "tokenizer", "metrics")
+LOWER = ("finetune", "align", "evaluate", "train", "data", "infer", "models", "tokenizer", "metrics", "export")
 STAGE_MODULES = {
     "kolm.data.curate",
     "kolm.tokenizer.stage",
@@ -18,6 +18,7 @@ STAGE_MODULES = {
     "kolm.finetune.compare",
     "kolm.align.stage",
     "kolm.align.compare",
+    "kolm.export.stage",
     "kolm.evaluate.stage",
 }
 

@@ -21,6 +21,7 @@ from kolm.align.config import AlignConfig
 from kolm.data.config import DataConfig
 from kolm.errors import ConfigError
 from kolm.evaluate.config import EvalConfig
+from kolm.export.config import ExportConfig
 from kolm.finetune.config import FinetuneConfig
 from kolm.model_config import ModelConfig
 from kolm.pipeline_config import PipelineConfig
@@ -110,6 +111,7 @@ class RunConfig(Section):
     finetune: FinetuneConfig = option(default_factory=FinetuneConfig, help="fine-tuning (미세조정)")
     align: AlignConfig = option(default_factory=AlignConfig, help="alignment (정렬): reward model, DPO, PPO, GRPO")
     eval: EvalConfig = option(default_factory=EvalConfig, help="evaluation (평가)")
+    export: ExportConfig = option(default_factory=ExportConfig, help="export and quantization (내보내기·양자화)")
     pipeline: PipelineConfig = option(default_factory=PipelineConfig, help="which stages the pipeline runs")
 
     def validate(self) -> None:

@@ -91,6 +91,15 @@ STAGES: tuple[Stage, ...] = (
         sections=("eval",),
         produces="eval.json, eval.md, samples.jsonl",
     ),
+    Stage(
+        name="package",
+        week=8,
+        help="Export and quantize (내보내기·양자화): hf-llama, GGUF, ONNX, and what each form costs",
+        entry="kolm.export.stage:run",
+        dir="export",
+        sections=("export",),
+        produces="export/<format>/ (with model cards), export/quant/quant.{json,md}",
+    ),
 )
 
 

@@ -242,7 +242,9 @@ def _gguf_row(
             perplexity=ppl,
         )
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # the GGUF loader's per-tensor bar would interleave with kolm's progress
     model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name).eval()
     nll, tokens = 0.0, 0
     with torch.inference_mode():
