@@ -101,8 +101,16 @@ def run_datatrove(folder: Path, work: Path, n: int, cores: int) -> tuple[float, 
     )
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.writers.jsonl import JsonlWriter
+    from datatrove.utils.hashing import HashConfig
 
-    config = MinhashConfig(n_grams=NGRAM, num_buckets=BANDS, hashes_per_bucket=NUM_PERM // BANDS, seed=1)
+    # sha1: datatrove 0.10's xxhash wrapper passes str to xxhash 4, which wants bytes
+    config = MinhashConfig(
+        n_grams=NGRAM,
+        num_buckets=BANDS,
+        hashes_per_bucket=NUM_PERM // BANDS,
+        seed=1,
+        hash_config=HashConfig(precision=64, hash_fc="sha1"),
+    )
     base = work / "datatrove"
     from datatrove.utils.typeshelper import Languages
 
