@@ -25,7 +25,7 @@ from typing import ClassVar
 from kolm.errors import ConfigError
 from kolm.sections import Section, option
 
-__all__ = ["ModelConfig", "ArchSection", "GPTConfig", "ARCH_SECTIONS", "ModelConfigError"]
+__all__ = ["ModelConfig", "ArchSection", "GPTConfig", "DeepseekConfig", "ARCH_SECTIONS", "ModelConfigError"]
 
 
 class ModelConfigError(ConfigError, ValueError):
@@ -68,8 +68,45 @@ class GPTConfig(ArchSection):
         return problems
 
 
+@dataclass
+class DeepseekConfig(ArchSection):
+    """DeepSeek-V3-style decoder (`model.deepseek`): Multi-head Latent Attention and DeepSeekMoE feed-forward."""
+
+    n_heads: int = option(4, help="attention heads", ge=1)
+    q_lora_rank: int = option(0, help="rank of the query compression (0 = project queries directly)", ge=0)
+    kv_lora_rank: int = option(64, help="size of the cached key/value latent per token", ge=1)
+    qk_nope_head_dim: int = option(32, help="per-head query/key dims without rotary positions", ge=1)
+    qk_rope_head_dim: int = option(16, help="per-head query/key dims with rotary positions (key shared by heads)", ge=2)
+    v_head_dim: int = option(32, help="per-head value dims", ge=1)
+    ffn_dim: int = option(384, help="SwiGLU hidden size of the first_k_dense dense layers", ge=1)
+    moe_ffn_dim: int = option(96, help="SwiGLU hidden size of each expert", ge=1)
+    n_routed_experts: int = option(8, help="routed experts per MoE layer", ge=2)
+    n_shared_experts: int = option(1, help="shared experts (every token) per MoE layer", ge=1)
+    top_k: int = option(2, help="routed experts per token", ge=1)
+    first_k_dense: int = option(1, help="leading layers with a dense SwiGLU instead of MoE", ge=0)
+    routed_scaling_factor: float = option(1.0, help="scale of the routed experts' gate weights", gt=0)
+    bias_update_rate: float = option(1e-3, help="step of the load-balancing bias after each optimizer step", ge=0)
+    aux_loss_alpha: float = option(0.0, help="weight of the sequence-level balance loss (0 = off)", ge=0)
+    rope_theta: float = option(10000.0, help="rotary embedding base", gt=0)
+
+    def check(self, model: ModelConfig) -> list[str]:
+        problems = []
+        if self.top_k > self.n_routed_experts:
+            problems.append(
+                f"model.deepseek.top_k ({self.top_k}) must not exceed "
+                f"model.deepseek.n_routed_experts ({self.n_routed_experts})"
+            )
+        if self.qk_rope_head_dim % 2:
+            problems.append(f"model.deepseek.qk_rope_head_dim ({self.qk_rope_head_dim}) must be even (rotary pairs)")
+        if self.first_k_dense > model.n_layers:
+            problems.append(
+                f"model.deepseek.first_k_dense ({self.first_k_dense}) exceeds model.n_layers ({model.n_layers})"
+            )
+        return problems
+
+
 # `model.arch` -> its subsection; the field of ModelConfig holding it has the same name.
-ARCH_SECTIONS: dict[str, type[ArchSection]] = {"gpt": GPTConfig}
+ARCH_SECTIONS: dict[str, type[ArchSection]] = {"gpt": GPTConfig, "deepseek": DeepseekConfig}
 
 
 # ----------------------------------------------------------------------------
@@ -92,6 +129,9 @@ class ModelConfig(Section):
     tie_embeddings: bool = option(True, help="share input embedding and output projection")
     init_std: float = option(0.02, help="standard deviation of the weight init", gt=0)
     gpt: GPTConfig | None = option(None, help="settings of arch gpt (defaults filled in when model.arch is gpt)")
+    deepseek: DeepseekConfig | None = option(
+        None, help="settings of arch deepseek (defaults filled in when model.arch is deepseek)"
+    )
 
     def validate(self) -> None:
         problems = []

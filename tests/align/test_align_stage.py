@@ -113,8 +113,8 @@ def test_a_max_length_beyond_the_context_and_a_missing_policy_are_errors(tiny_lm
 def test_a_reward_model_with_another_tokenizer_reads_text(tiny_lm, tiny_classifier, tmp_path):
     """Scores go through text, so another vocabulary works; the value model then starts from the policy."""
     import torch
+    from alignkit import _model_config, build_tokenizer
 
-    from conftest import _model_config, build_tokenizer
     from kolm.align.ppo import value_model_for
     from kolm.align.scoring import ModelReward
     from kolm.models.loading import load_model, write_task_info

@@ -50,7 +50,7 @@ class SlotState(Protocol):
 
 
 class SlotKVCache:
-    """Key/value buffers (n_layers, slots, KV, max_len, D) with a length per row; see the module docstring."""
+    """Key/value buffers (n_layers, slots, KV, max_len, D or D_v) with a length per row; see the module docstring."""
 
     def __init__(
         self,
@@ -61,10 +61,11 @@ class SlotKVCache:
         max_len: int,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        value_dim: int | None = None,
     ):
         shape = (n_layers, slots, n_kv_heads, max_len, head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape[:-1] + (value_dim or head_dim,), device=device, dtype=dtype)
         self._k, self._v = list(self.k.unbind(0)), list(self.v.unbind(0))  # per-layer views (slots, KV, max_len, D)
         self.slots, self.max_len = slots, max_len
         self.device = self.k.device
@@ -78,7 +79,7 @@ class SlotKVCache:
     def like(cls, state: KVCache, slots: int, max_len: int) -> SlotKVCache:
         """A slot cache with the layer/head shapes, device and dtype of a prefill `KVCache`."""
         n_layers, _, kv, _, d = state.k.shape
-        return cls(n_layers, slots, kv, d, max_len, state.k.device, state.k.dtype)
+        return cls(n_layers, slots, kv, d, max_len, state.k.device, state.k.dtype, value_dim=state.v.shape[-1])
 
     # -- rows joining and leaving (between steps) --------------------------------
 

@@ -15,6 +15,11 @@ layer instead of growing keys and values):
 `update` has the signature of Hugging Face's `Cache.update`, so the same
 attention code also runs inside `transformers`' `generate()` with its
 `DynamicCache`.
+
+What a layer caches need not be a key and a value of one size: Multi-head
+Latent Attention (`kolm.models.mla`) caches its compressed latent as the
+"key" and its rotary key as the "value", so `KVCache` takes a separate
+`value_dim`.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ __all__ = ["KVCache"]
 class KVCache:
     """Keys and values of every layer in buffers sized for the whole generation.
 
-    Buffers are (n_layers, B, KV, max_len, D); `update` copies the new step in
+    Buffers are (n_layers, B, KV, max_len, D) (values: D_v = `value_dim`, by default D); `update` copies the new step in
     place and returns views up to the current length, so decoding never
     reallocates or concatenates.
     """
@@ -41,10 +46,11 @@ class KVCache:
         max_len: int,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        value_dim: int | None = None,
     ):
         shape = (n_layers, batch_size, n_kv_heads, max_len, head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape[:-1] + (value_dim or head_dim,), device=device, dtype=dtype)
         self.max_len = max_len
         self.lengths = [0] * n_layers  # per layer, so a layer can be written before the next reads its length
         self._views()

@@ -32,7 +32,7 @@ from transformers import (
 )
 
 from kolm.errors import ConfigError, KolmError
-from kolm.models import gpt
+from kolm.models import deepseek, gpt
 
 __all__ = [
     "Arch",
@@ -91,6 +91,27 @@ ARCHS: dict[str, Arch] = {
             "onnx": "kolm.export.onnx:export_onnx",
         },
         lora_targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    ),
+    "deepseek": Arch(
+        name="deepseek",
+        config_class=deepseek.KolmDeepseekConfig,
+        causal_lm=deepseek.KolmDeepseekForCausalLM,
+        classifier=deepseek.KolmDeepseekForSequenceClassification,
+        hf_config=deepseek.config_from_section,
+        flops_per_token=deepseek.flops_per_token,
+        exporters={"hf": "kolm.export.hf_deepseek:export_hf_deepseek"},  # transformers' DeepseekV3ForCausalLM
+        # Attention projections and every expert's SwiGLU (routed and shared); the router stays as trained.
+        lora_targets=(
+            "q_proj",
+            "q_a_proj",
+            "q_b_proj",
+            "kv_a_proj_with_mqa",
+            "kv_b_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ),
     ),
 }
 

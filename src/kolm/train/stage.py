@@ -349,6 +349,15 @@ def pretrain(
                     append_jsonl(samples_path, {"step": state.step, **row})
 
         hooks.append(sample_hook)
+    if hasattr(unwrap_model(model), "update_router_bias"):  # MoE: balance the experts after every step, log the load
+
+        def router_hook(m: nn.Module, state: TrainState) -> None:
+            load = unwrap_model(m).update_router_bias()
+            logged = state.step % p.log_every == 0 or state.step in (1, p.max_steps)
+            if load and is_main and logged:
+                append_jsonl(metrics_path, {"step": state.step, **{k: round(v, 4) for k, v in load.items()}})
+
+        hooks.append(router_hook)
 
     with progress.task("pretraining", total=p.max_steps) as task:
         state = train(
