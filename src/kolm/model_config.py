@@ -25,7 +25,15 @@ from typing import ClassVar
 from kolm.errors import ConfigError
 from kolm.sections import Section, option
 
-__all__ = ["ModelConfig", "ArchSection", "GPTConfig", "DeepseekConfig", "ARCH_SECTIONS", "ModelConfigError"]
+__all__ = [
+    "ModelConfig",
+    "ArchSection",
+    "GPTConfig",
+    "Mamba2Config",
+    "DeepseekConfig",
+    "ARCH_SECTIONS",
+    "ModelConfigError",
+]
 
 
 class ModelConfigError(ConfigError, ValueError):
@@ -105,8 +113,30 @@ class DeepseekConfig(ArchSection):
         return problems
 
 
+@dataclass
+class Mamba2Config(ArchSection):
+    """Mamba-2 (`model.mamba2`): selective state-space mixer with the chunked SSD scan, no attention, no MLP."""
+
+    d_state: int = option(32, help="state size N per head and channel", ge=1)
+    head_dim: int = option(16, help="channels per head P (heads = expand * d_model / head_dim)", ge=1)
+    expand: int = option(2, help="inner width as a multiple of d_model", ge=1)
+    n_groups: int = option(1, help="groups of heads sharing one B and C", ge=1)
+    conv_kernel: int = option(4, help="width of the causal depthwise convolution", ge=2)
+    chunk_size: int = option(64, help="positions per chunk of the SSD scan", ge=1)
+
+    def check(self, model: ModelConfig) -> list[str]:
+        inner = self.expand * model.d_model
+        if inner % self.head_dim:
+            return [
+                f"model.mamba2.expand * model.d_model ({inner}) must be a multiple of model.mamba2.head_dim ({self.head_dim})"
+            ]
+        if (inner // self.head_dim) % self.n_groups:
+            return [f"the {inner // self.head_dim} heads must be a multiple of model.mamba2.n_groups ({self.n_groups})"]
+        return []
+
+
 # `model.arch` -> its subsection; the field of ModelConfig holding it has the same name.
-ARCH_SECTIONS: dict[str, type[ArchSection]] = {"gpt": GPTConfig, "deepseek": DeepseekConfig}
+ARCH_SECTIONS: dict[str, type[ArchSection]] = {"gpt": GPTConfig, "mamba2": Mamba2Config, "deepseek": DeepseekConfig}
 
 
 # ----------------------------------------------------------------------------
@@ -129,6 +159,9 @@ class ModelConfig(Section):
     tie_embeddings: bool = option(True, help="share input embedding and output projection")
     init_std: float = option(0.02, help="standard deviation of the weight init", gt=0)
     gpt: GPTConfig | None = option(None, help="settings of arch gpt (defaults filled in when model.arch is gpt)")
+    mamba2: Mamba2Config | None = option(
+        None, help="settings of arch mamba2 (defaults filled in when model.arch is mamba2)"
+    )
     deepseek: DeepseekConfig | None = option(
         None, help="settings of arch deepseek (defaults filled in when model.arch is deepseek)"
     )

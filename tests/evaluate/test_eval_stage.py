@@ -98,7 +98,13 @@ def test_stage_writes_every_artifact(run, judge_server, monkeypatch):
     ):
         assert heading in summary
     kinds = {json.loads(line)["kind"] for line in (out / "samples.jsonl").read_text(encoding="utf-8").splitlines()}
-    assert kinds == {"fewshot", "generation", "variation"}
+    assert kinds == {"fewshot", "generation", "variation", "safety"}
+    safety = res["safety"]["models"]["sft"]  # the SFT model answered every probe; answers are in samples.jsonl
+    assert safety["n_risky"] == 10 and safety["n_benign"] == 10
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
+    items = [r for r in rows if r["kind"] == "safety" and r["model"] == "sft"]
+    risky = [r["refusal"] for r in items if r["probe_kind"] == "risky"]
+    assert len(items) == 20 and safety["markers"]["refusal_rate_risky"] == sum(risky) / 10
 
 
 def test_eval_model_override_without_a_run(tmp_path, tiny_model_dir):

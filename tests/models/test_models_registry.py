@@ -57,7 +57,7 @@ def test_run_config_errors_name_the_nested_field():
         load_config("tiny", ["model.gpt.n_kv_heads=3"])
     with pytest.raises(ConfigError, match=r"model\.n_heads: unknown key.*gpt"):  # moved into model.gpt
         load_config("tiny", ["model.n_heads=4"])
-    with pytest.raises(ConfigError, match=r"model\.arch: 'rnn' is not allowed; choose one of \['gpt', 'deepseek'"):
+    with pytest.raises(ConfigError, match=r"model\.arch: 'rnn' is not allowed; choose one of \['gpt', "):
         load_config("tiny", ["model.arch=rnn"])
     assert load_config("tiny", ["model.gpt.n_heads=8"]).model.gpt.n_heads == 8
 

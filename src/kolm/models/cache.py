@@ -1,4 +1,4 @@
-"""Inference state passed explicitly into a model's forward: a preallocated key/value cache.
+"""Inference state passed explicitly into a model's forward: a preallocated key/value cache, or a recurrent state.
 
 The generation engine (`kolm.infer.engine`) owns the state object and hands it
 to `model(..., cache=state)` at every step; the model writes into it. The
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["KVCache"]
+__all__ = ["KVCache", "RecurrentState"]
 
 
 class KVCache:
@@ -88,3 +88,104 @@ class KVCache:
         self.k = self.k[:, rows].contiguous()
         self.v = self.v[:, rows].contiguous()
         self._views()
+
+
+class RecurrentState:
+    """Fixed-size per-row state of a recurrent model (Mamba-2, RWKV-7): named tensors per layer, any number of rows.
+
+    `shapes` maps a state name to its per-row shape, e.g. Mamba-2's
+    {"conv": (conv_dim, kernel - 1), "ssm": (heads, head_dim, state_size)};
+    each becomes a buffer (n_layers, capacity, *shape), zero to begin with
+    (a zero state is the start of every sequence). `dtypes` may give a name
+    its own dtype (the scan state stays fp32 under bf16 weights).
+
+    Unlike keys and values, nothing here grows with the sequence: the model
+    reads `get(name, layer)` (rows 0..rows-1) and writes the new state back
+    into it in place. The same object is the engine's cache (`rows` =
+    capacity) and the continuous-batching slot state (rows join with
+    `insert` and leave with `remove`; `begin_step`/`end_step` keep each row's
+    length for the position ids the scheduler hands in, which the model
+    ignores).
+    """
+
+    def __init__(
+        self,
+        n_layers: int,
+        capacity: int,
+        shapes: dict[str, tuple[int, ...]],
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        dtypes: dict[str, torch.dtype] | None = None,
+        rows: int | None = None,
+    ):
+        dtypes = dtypes or {}
+        self.buffers = {
+            name: torch.zeros((n_layers, capacity, *shape), device=device, dtype=dtypes.get(name, dtype))
+            for name, shape in shapes.items()
+        }
+        self.capacity = capacity
+        self.device = torch.device(device)
+        self.rows = capacity if rows is None else rows
+        self.lengths: list[int] = [0] * self.rows
+
+    @property
+    def batch_size(self) -> int:
+        return self.rows
+
+    def get(self, name: str, layer_idx: int) -> torch.Tensor:
+        """The `name` state of one layer for the active rows: a view (rows, *shape) to read and write in place."""
+        return self.buffers[name][layer_idx, : self.rows]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """Tokens the longest row has seen."""
+        return max(self.lengths, default=0)
+
+    def advance(self, n: int) -> None:
+        """Every row has seen `n` more tokens (called by the model after a forward that wrote the state)."""
+        self.lengths = [length + n for length in self.lengths]
+
+    def reset(self) -> None:
+        """Back to the start of every sequence."""
+        for buf in self.buffers.values():
+            buf.zero_()
+        self.lengths = [0] * self.rows
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only the given batch rows (e.g. drop finished sequences)."""
+        keep = rows.tolist()
+        for name, buf in self.buffers.items():
+            self.buffers[name] = buf[:, rows].contiguous()
+        self.lengths = [self.lengths[i] for i in keep]
+        self.rows = self.capacity = len(keep)
+
+    # -- continuous batching (kolm.infer.slots.SlotState) --------------------------
+
+    def insert(self, state: RecurrentState) -> int:
+        """Copy the one-row state of a prefilled sequence into the next free row; return that row."""
+        if self.rows >= self.capacity:
+            raise RuntimeError(f"all {self.capacity} slots are in use")
+        row = self.rows
+        for name, buf in self.buffers.items():
+            buf[:, row].copy_(state.buffers[name][:, 0])
+        self.rows += 1
+        self.lengths.append(state.lengths[0])
+        return row
+
+    def remove(self, row: int) -> None:
+        """Free `row`; the last row moves into it."""
+        last = self.rows - 1
+        if row != last:
+            for buf in self.buffers.values():
+                buf[:, row].copy_(buf[:, last])
+            self.lengths[row] = self.lengths[last]
+        self.lengths.pop()
+        self.rows -= 1
+
+    def begin_step(self) -> tuple[torch.Tensor, None]:
+        """Position ids (rows, 1) of a one-token step; no padding mask (the state has no padding)."""
+        if self.rows == 0:
+            raise RuntimeError("no active rows")
+        return torch.tensor(self.lengths, device=self.device)[:, None], None
+
+    def end_step(self) -> None:
+        """Nothing to do: the model's forward already counted the step (`advance`)."""

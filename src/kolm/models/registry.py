@@ -32,7 +32,7 @@ from transformers import (
 )
 
 from kolm.errors import ConfigError, KolmError
-from kolm.models import deepseek, gpt
+from kolm.models import deepseek, gpt, mamba2
 
 __all__ = [
     "Arch",
@@ -91,6 +91,16 @@ ARCHS: dict[str, Arch] = {
             "onnx": "kolm.export.onnx:export_onnx",
         },
         lora_targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    ),
+    "mamba2": Arch(
+        name="mamba2",
+        config_class=mamba2.KolmMamba2Config,
+        causal_lm=mamba2.KolmMamba2ForCausalLM,
+        classifier=mamba2.KolmMamba2ForSequenceClassification,
+        hf_config=mamba2.config_from_section,
+        flops_per_token=mamba2.flops_per_token,
+        exporters={"hf": "kolm.export.hf_mamba2:export_hf_mamba2"},  # transformers' Mamba2ForCausalLM
+        lora_targets=("in_proj", "out_proj"),
     ),
     "deepseek": Arch(
         name="deepseek",
