@@ -135,8 +135,31 @@ class Mamba2Config(ArchSection):
         return []
 
 
+@dataclass
+class RWKV7Config(ArchSection):
+    """RWKV-7 (`model.rwkv7`): time mixing with the generalised delta rule, token shift, squared-ReLU channel mixing."""
+
+    head_size: int = option(32, help="channels per head (the state per head is head_size x head_size)", ge=2)
+    ffn_dim: int = option(512, help="hidden size of channel mixing", ge=1)
+    decay_rank: int = option(32, help="rank of the small MLP that makes the decay w", ge=1)
+    a_rank: int = option(32, help="rank of the small MLP that makes the in-context learning rate a", ge=1)
+    v_rank: int = option(16, help="rank of the small MLP that gates the value residual", ge=1)
+    gate_rank: int = option(64, help="rank of the output gate", ge=1)
+    chunk_size: int = option(16, help="tokens per chunk of the parallel form (at most 64: fp32 range)", ge=1, le=64)
+
+    def check(self, model: ModelConfig) -> list[str]:
+        if model.d_model % self.head_size:
+            return [f"model.d_model ({model.d_model}) must be a multiple of model.rwkv7.head_size ({self.head_size})"]
+        return []
+
+
 # `model.arch` -> its subsection; the field of ModelConfig holding it has the same name.
-ARCH_SECTIONS: dict[str, type[ArchSection]] = {"gpt": GPTConfig, "mamba2": Mamba2Config, "deepseek": DeepseekConfig}
+ARCH_SECTIONS: dict[str, type[ArchSection]] = {
+    "gpt": GPTConfig,
+    "mamba2": Mamba2Config,
+    "rwkv7": RWKV7Config,
+    "deepseek": DeepseekConfig,
+}
 
 
 # ----------------------------------------------------------------------------
@@ -161,6 +184,9 @@ class ModelConfig(Section):
     gpt: GPTConfig | None = option(None, help="settings of arch gpt (defaults filled in when model.arch is gpt)")
     mamba2: Mamba2Config | None = option(
         None, help="settings of arch mamba2 (defaults filled in when model.arch is mamba2)"
+    )
+    rwkv7: RWKV7Config | None = option(
+        None, help="settings of arch rwkv7 (defaults filled in when model.arch is rwkv7)"
     )
     deepseek: DeepseekConfig | None = option(
         None, help="settings of arch deepseek (defaults filled in when model.arch is deepseek)"

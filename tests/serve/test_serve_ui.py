@@ -26,8 +26,23 @@ def page_server(serve_model_dir):
     from kolm.serve.server import Server
 
     s = Server(serve_model_dir, model_name="tiny-ko", max_tokens_cap=MAX_TOKENS).start()
+    _never_ends(s.engine.model, s.engine.tokenizer)
     yield s
     s.stop()
+
+
+def _never_ends(model, tokenizer) -> None:
+    """A random tiny model samples an end token now and then; forbid them so that Stop always lands mid-answer.
+
+    Only the model under the page changes: the page, the server, the stream and the cancel path are the real ones.
+    """
+    ends = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|end|>")} - {None, tokenizer.unk_token_id}
+
+    def no_end(module, args, logits):
+        logits[..., sorted(ends)] = float("-inf")
+        return logits
+
+    model.lm_head.register_forward_hook(no_end)
 
 
 def test_chat_page_streams_a_korean_answer_and_stop_stops_the_backend(page_server, tmp_path):

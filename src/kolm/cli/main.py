@@ -29,6 +29,7 @@ TOOLS: dict[str, str] = {
     "push": "kolm.cli.push:command",
     "serve": "kolm.cli.serve:command",
     "ui": "kolm.cli.ui:command",
+    "arch": "kolm.cli.arch:command",
 }
 
 HELP = """kolm: 한국어 LLM을 처음부터 — from raw Korean text to a served, aligned chat model.

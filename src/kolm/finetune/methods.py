@@ -41,10 +41,16 @@ DEFAULT_LR = {
 LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def _targets(target_modules: list[str]) -> list[str] | str:
+def _targets(target_modules: list[str], model_config: Any = None) -> list[str] | str:
     if target_modules == ["all-linear"] or target_modules == "all-linear":
-        # PEFT's "all-linear" excludes the output head; naming the layers keeps it explicit.
-        return list(LINEAR_MODULES)
+        # PEFT's "all-linear" excludes the output head; naming the layers keeps it explicit. A kolm
+        # architecture names its own (Mamba-2 has in_proj/out_proj, RWKV-7 receptance/key/value/output).
+        from kolm.models.registry import lora_targets
+
+        try:
+            return lora_targets(model_config) if model_config is not None else list(LINEAR_MODULES)
+        except KolmError:  # not a kolm model type
+            return list(LINEAR_MODULES)
     return list(target_modules)
 
 
@@ -75,7 +81,7 @@ def peft_config(method: str, task: str, cfg: FinetuneConfig, model_config: Any) 
     import peft
 
     task_type = peft.TaskType.SEQ_CLS if task == "classify" else peft.TaskType.CAUSAL_LM
-    targets = _targets(cfg.target_modules)
+    targets = _targets(cfg.target_modules, model_config)
     if method == "full":
         return None
     if method in ("lora", "qlora", "dora"):

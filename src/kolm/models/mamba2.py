@@ -162,35 +162,34 @@ def ssd_scan(
     """
     b, t, h, p = x.shape
     g = B.shape[2]
-    B = B.float().repeat_interleave(h // g, dim=2)  # (b, t, h, n): groups shared by their heads
-    C = C.float().repeat_interleave(h // g, dim=2)
+    j = h // g  # heads per group: B and C are shared by them, so C·B is computed once per group
     x = x.float() * dt[..., None].float()  # Δ·x: the write of each token
     a = A.float() * dt.float()  # (b, t, h): log of each token's decay
     pad = (-t) % chunk  # padded tail: a = 0 and x = 0, so it neither decays nor writes
-    x, a, B, C = (F.pad(z, (0, 0) * (z.dim() - 2) + (0, pad)) for z in (x, a, B, C))
+    x, a, B, C = (F.pad(z.float(), (0, 0) * (z.dim() - 2) + (0, pad)) for z in (x, a, B, C))
     nc = (t + pad) // chunk
-    x, B, C = (z.reshape(b, nc, chunk, h, -1) for z in (x, B, C))  # (b, c, l, h, ·)
-    a = a.reshape(b, nc, chunk, h).permute(0, 3, 1, 2)  # (b, h, c, l)
-    a_cum = a.cumsum(-1)  # (b, h, c, l): log decay from the chunk start to l (inclusive)
+    x = x.reshape(b, nc, chunk, g, j, p)  # (b, c, l, g, j, p)
+    B, C = (z.reshape(b, nc, chunk, g, -1) for z in (B, C))  # (b, c, l, g, n)
+    a = a.reshape(b, nc, chunk, g, j).permute(0, 3, 4, 1, 2)  # (b, g, j, c, l)
+    a_cum = a.cumsum(-1)  # log decay from the chunk start to l (inclusive)
 
     # (1) Inside a chunk: y_l = Σ_{s<=l} (C_l·B_s) · exp(a_{s+1} + ... + a_l) · x_s.
-    decay = torch.exp(_segsum(a))  # (b, h, c, l, s)
-    scores = torch.einsum("bclhn,bcshn->bhcls", C, B) * decay
-    y_diag = torch.einsum("bhcls,bcshp->bclhp", scores, x)
+    scores = torch.einsum("bclgn,bcsgn->bgcls", C, B)[:, :, None] * torch.exp(_segsum(a))  # (b, g, j, c, l, s)
+    y_diag = torch.einsum("bgjcls,bcsgjp->bclgjp", scores, x)
 
     # (2) The state each chunk leaves behind if it started from zero: Σ_s exp(a_{s+1} + ... + a_end) · x_s ⊗ B_s.
-    to_end = torch.exp(a_cum[..., -1:] - a_cum)  # (b, h, c, l)
-    chunk_states = torch.einsum("bclhn,bhcl,bclhp->bchpn", B, to_end, x)
+    to_end = torch.exp(a_cum[..., -1:] - a_cum)  # (b, g, j, c, l)
+    chunk_states = torch.einsum("bclgn,bgjcl,bclgjp->bcgjpn", B, to_end, x)
 
     # (3) Across chunks: the state entering chunk i is the decayed sum of the chunk states before it.
-    start = initial[:, None].float() if initial is not None else torch.zeros_like(chunk_states[:, :1])
-    states = torch.cat([start, chunk_states], dim=1)  # (b, c+1, h, p, n)
-    across = torch.exp(_segsum(F.pad(a_cum[..., -1], (1, 0))))  # (b, h, c+1, c+1)
-    states = torch.einsum("bhij,bjhpn->bihpn", across, states)
-    entering, final = states[:, :-1], states[:, -1]  # (b, c, h, p, n), (b, h, p, n)
+    start = initial.float().view(b, 1, g, j, p, -1) if initial is not None else torch.zeros_like(chunk_states[:, :1])
+    states = torch.cat([start, chunk_states], dim=1)  # (b, c+1, g, j, p, n)
+    across = torch.exp(_segsum(F.pad(a_cum[..., -1], (1, 0))))  # (b, g, j, c+1, c+1)
+    states = torch.einsum("bgjzc,bcgjpn->bzgjpn", across, states)
+    entering, final = states[:, :-1], states[:, -1].reshape(b, h, p, -1)  # (b, c, g, j, p, n), (b, h, p, n)
 
     # (4) What the entering state contributes inside the chunk: C_l · state · exp(a_1 + ... + a_l).
-    y_off = torch.einsum("bclhn,bchpn,bhcl->bclhp", C, entering, torch.exp(a_cum))
+    y_off = torch.einsum("bclgn,bcgjpn,bgjcl->bclgjp", C, entering, torch.exp(a_cum))
     y = (y_diag + y_off).reshape(b, nc * chunk, h, p)[:, :t]
     return y, final
 

@@ -20,11 +20,13 @@ Two ways to attend, same numbers:
 
 * expanded (training, prefill): up-project every cached latent into per-head
   keys and values, then ordinary attention;
-* absorbed (decode, `absorb=True`): fold the key up-projection into the query
-  (q_nope · W_uk gives a query in latent space) and the value up-projection
-  into the output, so attention runs against the cached latents themselves:
-  one "head" of keys `[c | k_rope]` and values `c`, shared by all query heads.
-  Per step this reads r + dr values per cached token instead of H·(dn + dv).
+* absorbed (decode steps, `absorb=True`): fold the key up-projection into
+  the query (q_nope · W_uk gives a query in latent space) and the value
+  up-projection into the output, so attention runs against the cached
+  latents themselves: one "head" of keys `[c | k_rope]` and values `c`,
+  shared by all query heads. Per step this reads r + dr values per cached
+  token instead of H·(dn + dv). A prefill of many queries expands instead:
+  the expansion is shared by all of them and SDPA's fused kernels apply.
 
 Parameter names follow `transformers`' DeepseekV3Attention, and rotary dims
 use the half-split layout (`rope_interleave=False` there).
@@ -104,14 +106,17 @@ class MLA(nn.Module):
         Tk = c.shape[2]
         causal = mask is None and T > 1 and Tk == T  # queries and keys are the same positions
         q_nope, q_rope = q_nope.transpose(1, 2), q_rope.transpose(1, 2)  # (B, H, T, ·)
-        if self.absorb and cache is not None and _plain_linear(self.kv_b_proj):
-            y = self._absorbed(q_nope, q_rope, c, k_rope, mask, causal)
+        if self.absorb and cache is not None and T == 1 and _plain_linear(self.kv_b_proj):
+            y = self._absorbed(q_nope, q_rope, c, k_rope, mask)
         else:
             kv = self.kv_b_proj(c[:, 0]).view(B, Tk, H, self.nope + self.v_dim).transpose(1, 2)  # (B, H, Tk, dn+dv)
             k_nope, v = kv.split([self.nope, self.v_dim], dim=-1)
             k = torch.cat([k_nope, k_rope.expand(B, H, Tk, self.rope)], dim=-1)  # (B, H, Tk, dn+dr)
             qf = torch.cat([q_nope, q_rope], dim=-1)  # (B, H, T, dn+dr)
+            if self.v_dim < self.qk_dim:  # SDPA's fused kernels want one head size: pad values, drop the pad after
+                v = F.pad(v, (0, self.qk_dim - self.v_dim))
             y = F.scaled_dot_product_attention(qf, k, v, attn_mask=mask, is_causal=causal, scale=self.scale)
+            y = y[..., : self.v_dim]
         y = y.transpose(1, 2).reshape(B, T, H * self.v_dim)  # (B, T, H·dv)
         return F.linear(y, self.o_proj.weight) if _plain_linear(self.o_proj) else self.o_proj(y)
 
@@ -122,19 +127,18 @@ class MLA(nn.Module):
         c: torch.Tensor,
         k_rope: torch.Tensor,
         mask: torch.Tensor | None,
-        causal: bool,
     ) -> torch.Tensor:
-        """Attention against the cached latents: q_nope·W_uk·cᵀ + q_rope·k_ropeᵀ, then W_uv on the mixed latent.
+        """One decode step against the cached latents: q_nope·W_uk·cᵀ + q_rope·k_ropeᵀ, then W_uv on the mixed latent.
 
-        q_nope (B, H, T, dn), q_rope (B, H, T, dr), c (B, 1, Tk, r), k_rope (B, 1, Tk, dr) -> (B, H, T, dv).
+        q_nope (B, H, 1, dn), q_rope (B, H, 1, dr), c (B, 1, Tk, r), k_rope (B, 1, Tk, dr) -> (B, H, 1, dv).
+        The single query sees every cached position (no causal mask); `mask` hides padding.
         """
         w = self.kv_b_proj.weight.view(self.n_heads, self.nope + self.v_dim, self.kv_lora_rank)
         w_uk, w_uv = w[:, : self.nope], w[:, self.nope :]  # (H, dn, r), (H, dv, r)
-        q_latent = torch.einsum("bhtd,hdr->bhtr", q_nope, w_uk)  # (B, H, T, r): the query in latent space
-        q = torch.cat([q_latent, q_rope], dim=-1)  # (B, H, T, r+dr)
-        k = torch.cat([c, k_rope], dim=-1)  # (B, 1, Tk, r+dr): one key head shared by all query heads
+        q_latent = torch.einsum("bhtd,hdr->bhtr", q_nope, w_uk)  # (B, H, 1, r): the query in latent space
         # The score is unchanged by the fold, so the softmax scale stays that of the expanded head (dn + dr).
-        y = F.scaled_dot_product_attention(
-            q, k, c, attn_mask=mask, is_causal=causal, scale=self.scale, enable_gqa=self.n_heads > 1
-        )  # (B, H, T, r)
-        return torch.einsum("bhtr,hvr->bhtv", y, w_uv)  # (B, H, T, dv)
+        scores = (q_latent @ c.transpose(-1, -2) + q_rope @ k_rope.transpose(-1, -2)) * self.scale  # (B, H, 1, Tk)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        y = scores.softmax(-1, dtype=torch.float32).to(c.dtype) @ c  # (B, H, 1, r): one latent head shared by all
+        return torch.einsum("bhtr,hvr->bhtv", y, w_uv)  # (B, H, 1, dv)

@@ -32,7 +32,7 @@ from transformers import (
 )
 
 from kolm.errors import ConfigError, KolmError
-from kolm.models import deepseek, gpt, mamba2
+from kolm.models import deepseek, gpt, mamba2, rwkv7
 
 __all__ = [
     "Arch",
@@ -101,6 +101,17 @@ ARCHS: dict[str, Arch] = {
         flops_per_token=mamba2.flops_per_token,
         exporters={"hf": "kolm.export.hf_mamba2:export_hf_mamba2"},  # transformers' Mamba2ForCausalLM
         lora_targets=("in_proj", "out_proj"),
+    ),
+    "rwkv7": Arch(
+        name="rwkv7",
+        config_class=rwkv7.KolmRWKV7Config,
+        causal_lm=rwkv7.KolmRWKV7ForCausalLM,
+        classifier=rwkv7.KolmRWKV7ForSequenceClassification,
+        hf_config=rwkv7.config_from_section,
+        flops_per_token=rwkv7.flops_per_token,
+        exporters={},  # transformers has no RWKV-7 class to export to
+        # The four projections of time mixing and the two of channel mixing.
+        lora_targets=("receptance", "key", "value", "output"),
     ),
     "deepseek": Arch(
         name="deepseek",

@@ -1,0 +1,114 @@
+"""Every architecture through the same pretraining stage, loader and generation path; arch mix-ups as one-line errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+from train_helpers import make_data, make_tokenizer, tiny_overrides  # noqa: E402
+
+# Tiny shapes of each architecture (d_model 32, two layers, from tiny_overrides).
+SHAPES = {
+    "mamba2": ["model.mamba2.d_state=8", "model.mamba2.head_dim=8", "model.mamba2.chunk_size=8"],
+    "rwkv7": [
+        "model.rwkv7.head_size=8",
+        "model.rwkv7.ffn_dim=64",
+        "model.rwkv7.decay_rank=8",
+        "model.rwkv7.a_rank=8",
+        "model.rwkv7.v_rank=4",
+        "model.rwkv7.gate_rank=8",
+        "model.rwkv7.chunk_size=8",
+    ],
+    "deepseek": [
+        "model.deepseek.n_heads=2",
+        "model.deepseek.kv_lora_rank=16",
+        "model.deepseek.qk_nope_head_dim=8",
+        "model.deepseek.qk_rope_head_dim=4",
+        "model.deepseek.v_head_dim=8",
+        "model.deepseek.ffn_dim=48",
+        "model.deepseek.moe_ffn_dim=16",
+        "model.deepseek.n_routed_experts=4",
+    ],
+}
+
+
+def _config(run_dir: Path, arch: str, *extra: str):
+    from kolm.config import load_config
+
+    base = [o for o in tiny_overrides() if not o.startswith("model.gpt.")]
+    steps = ["pretrain.max_steps=4", "pretrain.save_every=2", "pretrain.eval_every=2"]
+    return load_config("tiny", [*base, *steps, f"model.arch={arch}", "model.gpt=null", *SHAPES[arch], *extra], run_dir)
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("arch_runs")
+    make_data(root / "data", n_train=120, n_val=20)
+    make_tokenizer(root / "tokenizer")
+    return root
+
+
+@pytest.mark.parametrize("arch", list(SHAPES))
+def test_pretrain_load_and_generate(arch, artifacts, tmp_path):
+    import shutil
+
+    from transformers import AutoConfig
+
+    import kolm
+    from kolm.infer.generate import SamplingParams, generate
+    from kolm.models.registry import get_arch
+    from kolm.run import run_stage
+
+    shutil.copytree(artifacts, tmp_path, dirs_exist_ok=True)
+    result = run_stage(_config(tmp_path, arch), "pretrain")
+    out = tmp_path / "pretrain"
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
+    assert result.metrics["val_bpc"] > 0
+    assert ("expert_load_entropy" in json.dumps(records)) == (arch == "deepseek")  # MoE load is logged
+    assert AutoConfig.from_pretrained(out / "final").model_type == get_arch(arch).model_type
+    model, tok = kolm.load_model(tmp_path)
+    done = generate(model, tok, ["오늘", "영화가 정말"], SamplingParams(max_new_tokens=4, temperature=0))
+    assert all(len(c.token_ids) <= 4 for c in done)
+
+    # `kolm finetune`'s classifier with LoRA on the architecture's own target modules (finetune.target_modules=all-linear).
+    from kolm.finetune.trainer import finetune
+
+    cfg = _config(
+        tmp_path,
+        arch,
+        "finetune.max_steps=2",
+        "finetune.eval_every=2",
+        "finetune.batch_size=4",
+        "finetune.seq_len=32",
+        "finetune.classify.max_eval=8",
+    )
+    res = finetune(cfg.finetune, "classify", "lora", base_model=out / "final", out=tmp_path / "ft", seed=0)
+    assert 0 < res.trainable_params < res.total_params and res.test["n"] == 8
+
+
+def test_resuming_a_checkpoint_as_another_architecture_is_a_one_line_error(artifacts, tmp_path):
+    import shutil
+
+    from kolm.errors import CheckpointError
+    from kolm.run import run_stage
+
+    shutil.copytree(artifacts, tmp_path, dirs_exist_ok=True)
+    run_stage(_config(tmp_path, "mamba2", "pretrain.max_steps=3"), "pretrain")
+    with pytest.raises(CheckpointError, match="does not match the model"):
+        run_stage(_config(tmp_path, "rwkv7"), "pretrain")
+
+
+def test_unknown_arch_lists_the_choices():
+    from kolm.config import load_config
+    from kolm.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError,
+        match=r"model\.arch: 'mamba' is not allowed; choose one of \['gpt', 'mamba2', 'rwkv7', 'deepseek'\]",
+    ):
+        load_config("tiny", ["model.arch=mamba", "model.gpt=null"])
