@@ -135,12 +135,12 @@ def _tokenizer_metadata(tokenizer: Any, vocab_size: int) -> dict[str, Any]:
             "the tokenizer does not belong to this model"
         )
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
-    probe = tokenizer("가", add_special_tokens=True)["input_ids"]
     return {
         "tokens": tokens,
         "types": types,
         "merges": merges,
-        "add_bos": tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id],
+        # kolm prepends BOS to every prompt (pretraining documents start with it), so llama.cpp must too.
+        "add_bos": tokenizer.bos_token_id is not None,
         "chat_template": tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None,
     }
 
