@@ -70,6 +70,7 @@ def test_pretrain_load_and_generate(arch, artifacts, tmp_path):
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
     assert result.metrics["val_bpc"] > 0
     assert ("expert_load_entropy" in json.dumps(records)) == (arch == "deepseek")  # MoE load is logged
+    assert "loss" in records[-1]  # ... before the loop's own record of the step, which stays the last line
     assert AutoConfig.from_pretrained(out / "final").model_type == get_arch(arch).model_type
     model, tok = kolm.load_model(tmp_path)
     done = generate(model, tok, ["오늘", "영화가 정말"], SamplingParams(max_new_tokens=4, temperature=0))
@@ -112,3 +113,26 @@ def test_unknown_arch_lists_the_choices():
         match=r"model\.arch: 'mamba' is not allowed; choose one of \['gpt', 'mamba2', 'rwkv7', 'deepseek'\]",
     ):
         load_config("tiny", ["model.arch=mamba", "model.gpt=null"])
+
+
+@pytest.mark.parametrize("arch", list(SHAPES))
+def test_activation_checkpointing_gives_the_same_gradients(arch):
+    import torch
+
+    from kolm.config import load_config
+    from kolm.models.registry import build_causal_lm
+
+    cfg = load_config(
+        "tiny", ["model.d_model=32", "model.n_layers=2", f"model.arch={arch}", "model.gpt=null", *SHAPES[arch]]
+    )
+    torch.manual_seed(0)
+    model = build_causal_lm(cfg.model, 300).train()
+    x = torch.randint(0, 300, (2, 24))
+    grads = []
+    for checkpointing in (False, True):
+        if checkpointing:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.zero_grad()
+        model(x, labels=x).loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-5)

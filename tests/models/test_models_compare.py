@@ -90,3 +90,16 @@ def test_cli_arch_errors_are_one_line(capsys):
         assert exc.value.code == 2 and message in capsys.readouterr().err
     with pytest.raises(ConfigError, match="'lstm': not a kolm architecture"):
         sized_configs(_tiny_model_cfg(), ["lstm"], 300)
+
+
+@pytest.mark.slow
+def test_arch_compare_command_on_the_arch_preset(tmp_path, capsys):
+    """`kolm arch compare --config arch` end to end (the embedded corpus; a few minutes on 2 cores)."""
+    from kolm.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["arch", "compare", "--config", "arch", "--run-dir", str(tmp_path), "--lengths", "128,512"])
+    assert exc.value.code == 0
+    results = json.loads((tmp_path / "arch" / "compare.json").read_text(encoding="utf-8"))
+    assert set(results["archs"]) == {"gpt", "mamba2", "rwkv7", "deepseek"}
+    assert "| deepseek |" in capsys.readouterr().out

@@ -173,3 +173,17 @@ def test_bad_settings_name_their_field():
         ModelConfig(arch="mamba2", d_model=32, mamba2=Mamba2Config(head_dim=24))
     with pytest.raises(ConfigError, match=r"model\.mamba2\.n_groups \(3\)"):
         ModelConfig(arch="mamba2", d_model=32, mamba2=Mamba2Config(head_dim=16, n_groups=3))
+
+
+def test_recurrent_state_select_and_reset_keep_rows_consistent():
+    model = make_m2()
+    x = torch.randint(3, 300, (3, 9), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        state = model.new_cache(3, 16)
+        model(x[:, :8], cache=state)
+        state.select(torch.tensor([2, 0]))  # keep rows 2 and 0, in that order
+        kept = model(x[[2, 0], 8:], cache=state).logits
+        torch.testing.assert_close(kept, model(x[[2, 0]]).logits[:, -1:], atol=1e-5, rtol=0)
+        state.reset()
+        assert state.get_seq_length() == 0 and not state.buffers["ssm"].any()
+        torch.testing.assert_close(model(x[[2, 0], :4], cache=state).logits, model(x[[2, 0], :4]).logits)

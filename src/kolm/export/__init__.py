@@ -32,7 +32,10 @@ class Format:
 
 FORMATS: dict[str, Format] = {
     "hf-llama": Format("a plain transformers LlamaForCausalLM dir (Llama consumers: vLLM, TensorRT-LLM, llama.cpp)"),
-    "hf": Format("the model as the transformers architecture it maps to (gpt: Llama), loadable without kolm"),
+    "hf": Format(
+        "the model as the transformers architecture it maps to (gpt: Llama, mamba2: Mamba2, deepseek: DeepseekV3), "
+        "loadable without kolm"
+    ),
     "gguf": Format(
         "one .gguf file of llama architecture for llama.cpp and Ollama",
         quants=("q8_0", "f32", "f16", "bf16", "q4_0"),

@@ -2,14 +2,15 @@
 
 The generation engine (`kolm.infer.engine`) owns the state object and hands it
 to `model(..., cache=state)` at every step; the model writes into it. The
-contract every state object meets is small, so other architectures can bring
-their own (a recurrent state for Mamba/RWKV keeps a fixed-size tensor per
-layer instead of growing keys and values):
+contract every state object meets is small, so other architectures bring
+their own (`RecurrentState` for Mamba-2 and RWKV-7 keeps fixed-size tensors
+per layer instead of growing keys and values):
 
 * `get_seq_length()` -> tokens already seen (same for every row: batches are
   left-padded so rows stay aligned);
 * `update(key, value, layer_idx)` -> keys/values of all positions so far
-  (attention layers); a recurrent layer would read/write its own slot instead;
+  (attention layers); a recurrent layer reads and writes its own tensors
+  through `RecurrentState.get(name, layer_idx)` instead;
 * `reset()` and `select(rows)` for the engine.
 
 `update` has the signature of Hugging Face's `Cache.update`, so the same

@@ -270,7 +270,12 @@ def compare_archs(
     configs = sized_configs(model_cfg, archs, vocab_size)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"pretrain": dataclasses.asdict(p), "archs": {}}
+    results: dict[str, Any] = {
+        "pretrain": dataclasses.asdict(p),
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "archs": {},
+    }
     for arch, cfg in configs.items():
         total, active = param_counts(cfg, vocab_size)
         log(f"{arch}: {total / 1e6:.2f}M parameters ({active / 1e6:.2f}M active); pretraining")
@@ -322,7 +327,8 @@ def write_compare(results: dict[str, Any], out: Path) -> Path:
         "# Architectures side by side (아키텍처 비교)",
         "",
         f"Same data, tokenizer and budget: {p['max_steps']} steps of {p['batch_size']}x{p['seq_len']} tokens"
-        f" (pretrain.tokens_per_step {p['tokens_per_step']}). Parameters exclude embeddings.",
+        f" (pretrain.tokens_per_step {p['tokens_per_step']}). Parameters exclude embeddings. Measured on"
+        f" {results.get('device', '?')} with {results.get('threads', '?')} threads; speeds depend on the machine.",
         "",
         "| arch | params (M) | active (M) | val loss | val bpc | train tok/s | peak MB |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",

@@ -349,15 +349,16 @@ def pretrain(
                     append_jsonl(samples_path, {"step": state.step, **row})
 
         hooks.append(sample_hook)
-    if hasattr(unwrap_model(model), "update_router_bias"):  # MoE: balance the experts after every step, log the load
+    if hasattr(unwrap_model(model), "update_router_bias"):  # MoE: balance the experts after every optimizer step
 
-        def router_hook(m: nn.Module, state: TrainState) -> None:
-            load = unwrap_model(m).update_router_bias()
-            logged = state.step % p.log_every == 0 or state.step in (1, p.max_steps)
-            if load and is_main and logged:
-                append_jsonl(metrics_path, {"step": state.step, **{k: round(v, 4) for k, v in load.items()}})
+        def balance_experts(*_: Any) -> None:
+            step = scheduler.last_epoch + 1  # the step just taken (the scheduler moves after the optimizer)
+            load = unwrap_model(model).update_router_bias()
+            if load and is_main and (step % p.log_every == 0 or step in (1, p.max_steps)):
+                # Written just before the loop's record of the same step, which stays the last line.
+                append_jsonl(metrics_path, {"step": step, **{k: round(v, 4) for k, v in load.items()}})
 
-        hooks.append(router_hook)
+        optimizer.register_step_post_hook(balance_experts)
 
     with progress.task("pretraining", total=p.max_steps) as task:
         state = train(
