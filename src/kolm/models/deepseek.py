@@ -32,17 +32,13 @@ import torch
 from torch import nn
 from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_outputs import BaseModelOutputWithPast
 
 from kolm.model_config import ModelConfigError
 from kolm.models.blocks import Block, RMSNorm, Rotary, SwiGLU
 from kolm.models.cache import KVCache
-from kolm.models.gpt import (
-    KolmGPTForSequenceClassification,
-    _attention_mask,
-    _position_ids_from_mask,
-    causal_lm_loss,
-)
+from kolm.models.gpt import _attention_mask, _position_ids_from_mask
+from kolm.models.heads import CausalLMHead, SequenceClassifierHead
 from kolm.models.mla import MLA
 from kolm.models.moe import MoE, Router, load_stats
 
@@ -252,22 +248,10 @@ class KolmDeepseekModel(KolmDeepseekPreTrainedModel):
 # Heads
 
 
-class KolmDeepseekForCausalLM(KolmDeepseekPreTrainedModel, GenerationMixin):
-    """KolmDeepseek with a next-token head; works with `generate()`, pipelines, PEFT and TRL."""
+class KolmDeepseekForCausalLM(CausalLMHead, KolmDeepseekPreTrainedModel, GenerationMixin):
+    """KolmDeepseek with a next-token head (`heads.CausalLMHead`); works with `generate()`, pipelines, PEFT and TRL."""
 
-    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
-
-    def __init__(self, config: KolmDeepseekConfig):
-        super().__init__(config)
-        self.model = KolmDeepseekModel(config)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.post_init()
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
+    base_model_class = KolmDeepseekModel
 
     def new_cache(
         self, batch_size: int, max_len: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
@@ -293,59 +277,18 @@ class KolmDeepseekForCausalLM(KolmDeepseekPreTrainedModel, GenerationMixin):
         loads = [load for moe in self.model.moe_layers() if (load := moe.update_bias(rate)) is not None]
         return load_stats(loads)
 
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        cache: Any | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        use_cache: bool | None = None,
-        logits_to_keep: int | torch.Tensor = 0,
-        past_key_values: Any | None = None,
-        return_dict: bool | None = None,
-        **kwargs: Any,
-    ) -> CausalLMOutputWithPast:
-        """Logits (B, T, V) (or of the last `logits_to_keep` positions) and, given labels, the mean next-token loss
-        (plus the MoE balance loss in training when `aux_loss_alpha` > 0)."""
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache if cache is not None else past_key_values,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-        )
-        h = out.last_hidden_state
-        if isinstance(logits_to_keep, int):
-            h = h[:, -logits_to_keep:] if logits_to_keep else h
-        else:
-            h = h[:, logits_to_keep]
-        logits = self.lm_head(h)  # (B, T', V)
-        loss = None
-        if labels is not None:
-            loss = causal_lm_loss(logits, labels, kwargs.get("num_items_in_batch"))
-            if self.training:
-                for moe in self.model.moe_layers():
-                    if moe.aux_loss is not None:
-                        loss = loss + moe.aux_loss
-        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache)
+    def extra_loss(self) -> torch.Tensor | None:
+        """The MoE sequence-level balance loss while training (when `aux_loss_alpha` > 0), else None."""
+        if not self.training:
+            return None
+        losses = [moe.aux_loss for moe in self.model.moe_layers() if moe.aux_loss is not None]
+        return sum(losses) if losses else None
 
 
-class KolmDeepseekForSequenceClassification(KolmDeepseekPreTrainedModel):
+class KolmDeepseekForSequenceClassification(SequenceClassifierHead, KolmDeepseekPreTrainedModel):
     """KolmDeepseek with a linear `score` head on the last real token (the same head as KolmGPT's)."""
 
-    def __init__(self, config: KolmDeepseekConfig):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.model = KolmDeepseekModel(config)
-        self.score = nn.Linear(config.d_model, config.num_labels, bias=False)
-        self.post_init()
-
-    # The head reads only self.model, self.score and the config: KolmGPT's functions apply unchanged.
-    _last_token = KolmGPTForSequenceClassification._last_token
-    forward = KolmGPTForSequenceClassification.forward
+    base_model_class = KolmDeepseekModel
 
 
 # ----------------------------------------------------------------------------

@@ -30,19 +30,17 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import (
     BaseModelOutputWithPast,
-    CausalLMOutputWithPast,
-    SequenceClassifierOutputWithPast,
 )
 
 from kolm.model_config import ModelConfigError
 from kolm.models.blocks import Attention, Block, RMSNorm, Rotary, SwiGLU
 from kolm.models.cache import KVCache
+from kolm.models.heads import CausalLMHead, SequenceClassifierHead
 
 __all__ = [
     "KolmGPTConfig",
@@ -245,22 +243,10 @@ class KolmGPTModel(KolmGPTPreTrainedModel):
 # Heads
 
 
-class KolmGPTForCausalLM(KolmGPTPreTrainedModel, GenerationMixin):
-    """KolmGPT with a next-token head; works with `generate()`, pipelines, PEFT and TRL."""
+class KolmGPTForCausalLM(CausalLMHead, KolmGPTPreTrainedModel, GenerationMixin):
+    """KolmGPT with a next-token head (`heads.CausalLMHead`); works with `generate()`, pipelines, PEFT and TRL."""
 
-    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
-
-    def __init__(self, config: KolmGPTConfig):
-        super().__init__(config)
-        self.model = KolmGPTModel(config)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.post_init()
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
+    base_model_class = KolmGPTModel
 
     def new_cache(
         self, batch_size: int, max_len: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
@@ -270,122 +256,11 @@ class KolmGPTForCausalLM(KolmGPTPreTrainedModel, GenerationMixin):
         p = self.lm_head.weight
         return KVCache(c.n_layers, batch_size, c.n_kv_heads, c.head_dim, max_len, device or p.device, dtype or p.dtype)
 
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        cache: Any | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        use_cache: bool | None = None,
-        logits_to_keep: int | torch.Tensor = 0,
-        past_key_values: Any | None = None,
-        return_dict: bool | None = None,
-        **kwargs: Any,
-    ) -> CausalLMOutputWithPast:
-        """Logits (B, T, V) (or of the last `logits_to_keep` positions) and, given labels, the mean next-token loss.
 
-        Labels use -100 for ignored positions; pass `num_items_in_batch` to
-        sum-and-divide across gradient-accumulation micro-batches instead.
-        """
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache if cache is not None else past_key_values,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-        )
-        h = out.last_hidden_state
-        if isinstance(logits_to_keep, int):
-            h = h[:, -logits_to_keep:] if logits_to_keep else h
-        else:
-            h = h[:, logits_to_keep]
-        logits = self.lm_head(h)  # (B, T', V)
-        loss = None
-        if labels is not None:
-            loss = causal_lm_loss(logits, labels, kwargs.get("num_items_in_batch"))
-        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache)
+class KolmGPTForSequenceClassification(SequenceClassifierHead, KolmGPTPreTrainedModel):
+    """KolmGPT with a linear `score` head on the last real token (`heads.SequenceClassifierHead`)."""
 
-
-def causal_lm_loss(
-    logits: torch.Tensor, labels: torch.Tensor, num_items: int | torch.Tensor | None = None
-) -> torch.Tensor:
-    """Cross-entropy of position t predicting labels[t+1]; labels are shifted (cheap), logits are not."""
-    targets = F.pad(labels[:, 1:], (0, 1), value=-100).to(logits.device)  # (B, T)
-    reduction = "mean" if num_items is None else "sum"
-    loss = F.cross_entropy(
-        logits.float().view(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction=reduction
-    )
-    return loss if num_items is None else loss / num_items
-
-
-class KolmGPTForSequenceClassification(KolmGPTPreTrainedModel):
-    """KolmGPT with a linear `score` head on the last real token (pad-aware; left or right padding)."""
-
-    def __init__(self, config: KolmGPTConfig):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.model = KolmGPTModel(config)
-        self.score = nn.Linear(config.d_model, config.num_labels, bias=False)
-        self.post_init()
-
-    def _last_token(
-        self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, B: int, T: int, device: torch.device
-    ) -> torch.Tensor:
-        """Index of the last real token of each row (B,)."""
-        if attention_mask is not None:
-            real = attention_mask[:, -T:].bool()
-        elif input_ids is not None and self.config.pad_token_id is not None:
-            real = input_ids != self.config.pad_token_id
-        else:
-            return torch.full((B,), T - 1, device=device)
-        # Rightmost real position: works for left padding, right padding and none.
-        idx = torch.arange(T, device=device).expand(B, T)
-        return torch.where(real.to(device), idx, -1).max(-1).values.clamp(min=0)
-
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        return_dict: bool | None = None,
-        **kwargs: Any,
-    ) -> SequenceClassifierOutputWithPast:
-        """Logits (B, num_labels); loss (cross-entropy, MSE for one label, BCE for multi-label) when labels given."""
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            use_cache=False,
-        )
-        h = out.last_hidden_state  # (B, T, C)
-        B, T = h.shape[:2]
-        last = self._last_token(input_ids, attention_mask, B, T, h.device)
-        logits = self.score(h[torch.arange(B, device=h.device), last])  # (B, num_labels)
-        loss = None
-        if labels is not None:
-            labels = labels.to(logits.device)
-            problem = self.config.problem_type
-            if problem is None:
-                problem = (
-                    "regression"
-                    if self.num_labels == 1
-                    else "single_label_classification"
-                    if labels.dtype in (torch.long, torch.int)
-                    else "multi_label_classification"
-                )
-            if problem == "regression":
-                loss = F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
-            elif problem == "single_label_classification":
-                loss = F.cross_entropy(logits.float(), labels.view(-1))
-            else:
-                loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
-        return SequenceClassifierOutputWithPast(loss=loss, logits=logits)
+    base_model_class = KolmGPTModel
 
 
 # ----------------------------------------------------------------------------

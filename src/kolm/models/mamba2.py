@@ -42,12 +42,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_outputs import BaseModelOutputWithPast
 
 from kolm.model_config import ModelConfigError
 from kolm.models.blocks import RMSNorm
 from kolm.models.cache import RecurrentState
-from kolm.models.gpt import KolmGPTForSequenceClassification, causal_lm_loss
+from kolm.models.heads import CausalLMHead, RecurrentGeneration, SequenceClassifierHead
 
 __all__ = [
     "KolmMamba2Config",
@@ -425,92 +425,16 @@ class KolmMamba2Model(KolmMamba2PreTrainedModel):
 # Heads
 
 
-class KolmMamba2ForCausalLM(KolmMamba2PreTrainedModel, GenerationMixin):
+class KolmMamba2ForCausalLM(RecurrentGeneration, CausalLMHead, KolmMamba2PreTrainedModel, GenerationMixin):
     """KolmMamba2 with a next-token head; works with kolm's engine, PEFT and TRL."""
 
-    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
-
-    def __init__(self, config: KolmMamba2Config):
-        super().__init__(config)
-        self.model = KolmMamba2Model(config)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.post_init()
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
-
-    def new_cache(
-        self, batch_size: int, max_len: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
-    ) -> RecurrentState:
-        """An empty inference state for `batch_size` rows; its size does not depend on `max_len`."""
-        return self.model.new_state(batch_size, device, dtype)
-
-    def new_slot_state(
-        self, slots: int, max_len: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
-    ) -> RecurrentState:
-        """The continuous-batching state: `slots` rows, none active yet."""
-        state = self.model.new_state(slots, device, dtype)
-        state.rows, state.lengths = 0, []
-        return state
-
-    def prepare_inputs_for_generation(self, input_ids: torch.Tensor, cache: Any | None = None, **kwargs: Any) -> dict:
-        """For `generate()`: the whole prompt first, then only the newest token against the state."""
-        cache = cache if cache is not None else kwargs.get("past_key_values")
-        if not isinstance(cache, RecurrentState):  # generate() starts with a cache of its own kind: replace it
-            cache = self.new_cache(input_ids.shape[0], input_ids.shape[1])
-        elif cache.get_seq_length() > 0:
-            input_ids = input_ids[:, cache.get_seq_length() :]
-        mask = kwargs.get("attention_mask")
-        return {"input_ids": input_ids, "cache": cache, "attention_mask": mask, "use_cache": True}
-
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        cache: Any | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        use_cache: bool | None = None,
-        logits_to_keep: int | torch.Tensor = 0,
-        past_key_values: Any | None = None,
-        return_dict: bool | None = None,
-        **kwargs: Any,
-    ) -> CausalLMOutputWithPast:
-        """Logits (B, T, V) (or of the last `logits_to_keep` positions) and, given labels, the mean next-token loss."""
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            cache=cache if cache is not None else past_key_values,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-        )
-        h = out.last_hidden_state
-        if isinstance(logits_to_keep, int):
-            h = h[:, -logits_to_keep:] if logits_to_keep else h
-        else:
-            h = h[:, logits_to_keep]
-        logits = self.lm_head(h)
-        loss = causal_lm_loss(logits, labels, kwargs.get("num_items_in_batch")) if labels is not None else None
-        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache)
+    base_model_class = KolmMamba2Model
 
 
-class KolmMamba2ForSequenceClassification(KolmMamba2PreTrainedModel):
+class KolmMamba2ForSequenceClassification(SequenceClassifierHead, KolmMamba2PreTrainedModel):
     """KolmMamba2 with a linear `score` head on the last real token (the same head as KolmGPT's)."""
 
-    def __init__(self, config: KolmMamba2Config):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.model = KolmMamba2Model(config)
-        self.score = nn.Linear(config.d_model, config.num_labels, bias=False)
-        self.post_init()
-
-    # The head reads only self.model, self.score and the config: KolmGPT's functions apply unchanged.
-    _last_token = KolmGPTForSequenceClassification._last_token
-    forward = KolmGPTForSequenceClassification.forward
+    base_model_class = KolmMamba2Model
 
 
 # ----------------------------------------------------------------------------
