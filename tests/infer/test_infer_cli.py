@@ -150,3 +150,35 @@ def test_adapter_saved_in_a_run_loads_from_another_folder(model_dir, tmp_path):
         cwd=elsewhere,
     )
     assert res.returncode == 2 and "--base-model" in res.stderr
+
+
+def test_generate_with_int8_weights_and_a_quant_that_needs_cuda(model_dir):
+    """`--quant int8` loads dynamic int8 linear layers and greedy output stays the fp32 model's; nf4 needs CUDA."""
+    import torch
+
+    from kolm.models.quant import int8_available
+
+    fp32 = _main(["generate", "-m", str(model_dir), "-p", "오늘은", "-n", "6", "--temperature", "0", "--no-stream"])
+    assert fp32.returncode == 0, fp32.stderr[-2000:]
+    if int8_available():
+        int8 = _main(
+            [
+                "generate",
+                "-m",
+                str(model_dir),
+                "-p",
+                "오늘은",
+                "-n",
+                "6",
+                "--temperature",
+                "0",
+                "--no-stream",
+                "--quant",
+                "int8",
+            ]
+        )
+        assert int8.returncode == 0, int8.stderr[-2000:]
+        assert int8.stdout.splitlines()[0] == fp32.stdout.splitlines()[0]  # the tiny model's greedy text survives int8
+    if not torch.cuda.is_available():
+        res = _main(["generate", "-m", str(model_dir), "-p", "x", "--quant", "nf4"])
+        assert res.returncode == 2 and res.stderr.startswith("kolm: error:") and "CUDA" in res.stderr

@@ -148,6 +148,11 @@ def command(
     seed: Optional[int] = typer.Option(None, "--seed", help="random seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps"),
     dtype: str = typer.Option("auto", "--dtype", help="auto (as saved), fp32, bf16, fp16"),
+    quant: Optional[str] = typer.Option(
+        None,
+        "--quant",
+        help="quantize on load: int8 (CPU dynamic), bf16, nf4 / llm-int8 (CUDA, bitsandbytes); default none (양자화)",
+    ),
     debug: bool = typer.Option(False, "--debug", help="show full tracebacks"),
 ) -> None:
     """Chat with a model in the terminal (터미널 대화), streaming replies; /reset, /exit."""
@@ -180,7 +185,9 @@ def command(
         write(HELP_LINE + "\n")
         chat_loop(remote, params, _stdin_lines("사용자> "), write, system)
         return
-    lm, tokenizer = load_model(model, device=resolve_device(device), dtype=dtype, base_model=base_model, merge=True)
+    lm, tokenizer = load_model(
+        model, device=resolve_device(device), dtype=dtype, base_model=base_model, merge=True, quant=quant
+    )
     if not getattr(tokenizer, "chat_template", None):
         raise KolmError(
             f"the tokenizer of {model} has no chat template; train the tokenizer with kolm (it sets one) "

@@ -25,6 +25,11 @@ def command(
     stop: List[str] = typer.Option([], "--stop", help="stop string; repeatable"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps"),
     dtype: str = typer.Option("auto", "--dtype", help="auto (as saved), fp32, bf16, fp16"),
+    quant: Optional[str] = typer.Option(
+        None,
+        "--quant",
+        help="quantize on load: int8 (CPU dynamic), bf16, nf4 / llm-int8 (CUDA, bitsandbytes); default none (양자화)",
+    ),
     no_stream: bool = typer.Option(False, "--no-stream", help="print only when finished"),
     debug: bool = typer.Option(False, "--debug", help="show full tracebacks"),
 ) -> None:
@@ -42,7 +47,7 @@ def command(
     if not 0 < top_p <= 1:
         raise UsageError("--top-p must be in (0, 1]")
     dev = resolve_device(device)
-    lm, tokenizer = load_model(model, device=dev, dtype=dtype, base_model=base_model, merge=True)
+    lm, tokenizer = load_model(model, device=dev, dtype=dtype, base_model=base_model, merge=True, quant=quant)
     engine = generator_for(lm, tokenizer)
     params = SamplingParams(
         max_new_tokens=max_new_tokens,

@@ -28,6 +28,11 @@ def command(
     ui: bool = typer.Option(True, "--ui/--no-ui", help="mount the chat page at /ui (채팅 화면)"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps"),
     dtype: str = typer.Option("auto", "--dtype", help="auto (as saved), fp32, bf16, fp16"),
+    quant: Optional[str] = typer.Option(
+        None,
+        "--quant",
+        help="quantize on load: int8 (CPU dynamic), bf16, nf4 / llm-int8 (CUDA, bitsandbytes); default none (양자화)",
+    ),
     debug: bool = typer.Option(False, "--debug", help="show full tracebacks"),
 ) -> None:
     """Serve a model over an OpenAI-compatible API (모델 서빙): /v1/chat/completions, /v1/completions, /ui."""
@@ -47,6 +52,7 @@ def command(
         base_model=base_model,
         device=resolve_device(device),
         dtype=None if dtype == "auto" else dtype,
+        quant=quant,
         model_name=model_name,
         api_key=api_key,
         max_batch=max_batch,

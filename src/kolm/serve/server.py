@@ -48,6 +48,7 @@ class Server:
         base_model: str | Path | None = None,
         device: str = "cpu",
         dtype: str | None = None,
+        quant: str | None = None,
         model_name: str | None = None,
         api_key: str | None = None,
         max_batch: int = 16,
@@ -59,6 +60,7 @@ class Server:
         from kolm.serve.app import ServerState, ServeSettings, create_app
 
         self.model_path, self.base_model, self.device, self.dtype = Path(model), base_model, device, dtype
+        self.quant = quant
         self.max_batch, self.max_queue = max_batch, max_queue
         self.settings = ServeSettings(
             model_name=model_name or str(model),
@@ -89,7 +91,12 @@ class Server:
 
         try:
             model, tokenizer = load_model(
-                self.model_path, device=self.device, dtype=self.dtype, base_model=self.base_model, merge=True
+                self.model_path,
+                device=self.device,
+                dtype=self.dtype,
+                base_model=self.base_model,
+                merge=True,
+                quant=self.quant,
             )
             engine = BatchEngine(model, tokenizer, max_batch=self.max_batch, max_queue=self.max_queue).start()
         except Exception as exc:
