@@ -12,14 +12,12 @@ model reproduces our logits (tests/models/test_models_deepseek.py).
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from kolm.errors import CheckpointError, KolmError
-from kolm.export.hf_llama import TOKENIZER_FILES
+from kolm.export.hf_common import build_hf_model, write_hf_export
 
 __all__ = ["deepseek_v3_config", "to_hf_state", "to_deepseek_v3", "export_hf_deepseek"]
 
@@ -90,48 +88,23 @@ def to_deepseek_v3(model: Any) -> Any:
     """A `DeepseekV3ForCausalLM` holding copies of a KolmDeepseek causal LM's weights, in the same dtype."""
     from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
 
+    state = to_hf_state({k: v.detach().clone() for k, v in model.state_dict().items()}, model.config.n_routed_experts)
     config = DeepseekV3Config(**deepseek_v3_config(model.config))
-    with torch.device("meta"):
-        hf = DeepseekV3ForCausalLM(config)
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    state = to_hf_state(state, model.config.n_routed_experts)
-    missing, unexpected = hf.load_state_dict(state, strict=False, assign=True)
-    missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
-    if missing or unexpected:
-        raise KolmError(f"weights do not map onto DeepseekV3: missing {missing}, unexpected {unexpected}")
-    hf.tie_weights()
-    # The rotary tables are buffers, not weights: still on meta, so built again on the CPU (never saved).
-    hf.model.rotary_emb = type(hf.model.rotary_emb)(hf.config)
-    hf = hf.to(model.lm_head.weight.dtype)
-    if model.generation_config is not None:
-        hf.generation_config = model.generation_config
-    return hf
+    return build_hf_model(model, DeepseekV3ForCausalLM, config, state, "DeepseekV3")
 
 
 def export_hf_deepseek(
     model_dir: str | Path, out_dir: str | Path, *, quant: str | None = None, dtype: str | None = None
 ) -> Path:
     """Write `model_dir` (a KolmDeepseek causal LM with its tokenizer) as a vanilla DeepseekV3 dir at `out_dir`."""
-    if quant not in (None, "none"):
-        raise KolmError(f"hf export writes unquantized weights (quant {quant!r})")
-    from transformers import AutoConfig
-
     from kolm.models.deepseek import KolmDeepseekConfig
-    from kolm.models.loading import load_model
 
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
-    if not (model_dir / "config.json").exists():
-        raise CheckpointError(f"no model at {model_dir} (config.json missing); pass --model runs/<name>/pretrain/final")
-    model_type = AutoConfig.from_pretrained(model_dir).model_type
-    if model_type != KolmDeepseekConfig.model_type:
-        raise KolmError(
-            f"{model_dir} holds a {model_type!r} model; this export needs a {KolmDeepseekConfig.model_type}"
-        )
-    ours, _ = load_model(model_dir, device="cpu", dtype=dtype)
-    hf = to_deepseek_v3(ours)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    hf.save_pretrained(out_dir, safe_serialization=True)
-    for name in TOKENIZER_FILES:
-        if (model_dir / name).exists():
-            shutil.copy2(model_dir / name, out_dir / name)
-    return out_dir
+    return write_hf_export(
+        model_dir,
+        out_dir,
+        model_type=KolmDeepseekConfig.model_type,
+        convert=to_deepseek_v3,
+        fmt="hf",
+        quant=quant,
+        dtype=dtype,
+    )

@@ -9,25 +9,12 @@ of the tensors; the loaded Llama reproduces our logits
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
-from kolm.errors import CheckpointError, KolmError
+from kolm.export.hf_common import build_hf_model, write_hf_export
 
 __all__ = ["llama_config", "to_llama", "export_hf_llama"]
-
-# Tokenizer files copied next to the exported weights when present.
-TOKENIZER_FILES = [
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "tokenizer.model",
-    "vocab.json",
-    "merges.txt",
-    "added_tokens.json",
-]
 
 
 def llama_config(config: Any) -> dict[str, Any]:
@@ -56,23 +43,10 @@ def llama_config(config: Any) -> dict[str, Any]:
 
 def to_llama(model: Any) -> Any:
     """A `LlamaForCausalLM` holding copies of a KolmGPT causal LM's weights, in the same dtype."""
-    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    with torch.device("meta"):
-        llama = LlamaForCausalLM(LlamaConfig(**llama_config(model.config)))
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    missing, unexpected = llama.load_state_dict(state, strict=False, assign=True)
-    missing = [k for k in missing if not (k == "lm_head.weight" and llama.config.tie_word_embeddings)]
-    if missing or unexpected:
-        raise KolmError(f"weights do not map onto Llama: missing {missing}, unexpected {unexpected}")
-    llama.tie_weights()
-    # The rotary tables are buffers, not weights: still on meta, so built again on the CPU (never saved).
-    llama.model.rotary_emb = type(llama.model.rotary_emb)(llama.config)
-    llama = llama.to(model.lm_head.weight.dtype)
-    if model.generation_config is not None:
-        llama.generation_config = model.generation_config
-    return llama
+    return build_hf_model(model, LlamaForCausalLM, LlamaConfig(**llama_config(model.config)), state, "Llama")
 
 
 def export_hf_llama(
@@ -83,26 +57,14 @@ def export_hf_llama(
     `dtype` (fp32, bf16, fp16) casts the saved weights; None keeps the checkpoint's. `quant` must be None or
     "none": quantized Llama dirs are the consumers' business (vLLM, TensorRT-LLM quantize on load).
     """
-    if quant not in (None, "none"):
-        raise KolmError(f"hf-llama export writes unquantized weights (quant {quant!r}); use --format gguf or onnx")
-    from transformers import AutoConfig
-
     from kolm.models.gpt import KolmGPTConfig
-    from kolm.models.loading import load_model
 
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
-    if not (model_dir / "config.json").exists():
-        raise CheckpointError(f"no model at {model_dir} (config.json missing); pass --model runs/<name>/pretrain/final")
-    model_type = AutoConfig.from_pretrained(model_dir).model_type
-    if model_type != KolmGPTConfig.model_type:
-        raise KolmError(
-            f"{model_dir} holds a {model_type!r} model; hf-llama export needs a {KolmGPTConfig.model_type} model"
-        )
-    ours, _ = load_model(model_dir, device="cpu", dtype=dtype)
-    llama = to_llama(ours)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    llama.save_pretrained(out_dir, safe_serialization=True)
-    for name in TOKENIZER_FILES:
-        if (model_dir / name).exists():
-            shutil.copy2(model_dir / name, out_dir / name)
-    return out_dir
+    return write_hf_export(
+        model_dir,
+        out_dir,
+        model_type=KolmGPTConfig.model_type,
+        convert=to_llama,
+        fmt="hf-llama",
+        quant=quant,
+        dtype=dtype,
+    )

@@ -9,14 +9,12 @@ tensors; only three prefixes differ (`model.embed_tokens` ->
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from kolm.errors import CheckpointError, KolmError
-from kolm.export.hf_llama import TOKENIZER_FILES
+from kolm.export.hf_common import build_hf_model, write_hf_export
 
 __all__ = ["mamba2_config", "to_hf_state", "to_mamba2", "export_hf_mamba2"]
 
@@ -70,43 +68,22 @@ def to_mamba2(model: Any) -> Any:
     """A `Mamba2ForCausalLM` holding copies of a KolmMamba2 causal LM's weights, in the same dtype."""
     from transformers import Mamba2Config, Mamba2ForCausalLM
 
-    config = Mamba2Config(**mamba2_config(model.config))
-    with torch.device("meta"):
-        hf = Mamba2ForCausalLM(config)
     state = to_hf_state({k: v.detach().clone() for k, v in model.state_dict().items()})
-    missing, unexpected = hf.load_state_dict(state, strict=False, assign=True)
-    missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
-    if missing or unexpected:
-        raise KolmError(f"weights do not map onto Mamba2: missing {missing}, unexpected {unexpected}")
-    hf.tie_weights()
-    hf = hf.to(model.lm_head.weight.dtype)
-    if model.generation_config is not None:
-        hf.generation_config = model.generation_config
-    return hf
+    return build_hf_model(model, Mamba2ForCausalLM, Mamba2Config(**mamba2_config(model.config)), state, "Mamba2")
 
 
 def export_hf_mamba2(
     model_dir: str | Path, out_dir: str | Path, *, quant: str | None = None, dtype: str | None = None
 ) -> Path:
     """Write `model_dir` (a KolmMamba2 causal LM with its tokenizer) as a vanilla Mamba2 dir at `out_dir`."""
-    if quant not in (None, "none"):
-        raise KolmError(f"hf export writes unquantized weights (quant {quant!r})")
-    from transformers import AutoConfig
-
-    from kolm.models.loading import load_model
     from kolm.models.mamba2 import KolmMamba2Config
 
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
-    if not (model_dir / "config.json").exists():
-        raise CheckpointError(f"no model at {model_dir} (config.json missing); pass --model runs/<name>/pretrain/final")
-    model_type = AutoConfig.from_pretrained(model_dir).model_type
-    if model_type != KolmMamba2Config.model_type:
-        raise KolmError(f"{model_dir} holds a {model_type!r} model; this export needs a {KolmMamba2Config.model_type}")
-    ours, _ = load_model(model_dir, device="cpu", dtype=dtype)
-    hf = to_mamba2(ours)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    hf.save_pretrained(out_dir, safe_serialization=True)
-    for name in TOKENIZER_FILES:
-        if (model_dir / name).exists():
-            shutil.copy2(model_dir / name, out_dir / name)
-    return out_dir
+    return write_hf_export(
+        model_dir,
+        out_dir,
+        model_type=KolmMamba2Config.model_type,
+        convert=to_mamba2,
+        fmt="hf",
+        quant=quant,
+        dtype=dtype,
+    )

@@ -160,7 +160,7 @@ def export_onnx(
     `quant`: "none" (default) or "int8" (onnxruntime dynamic quantization).
     `dtype`: fp32 (default); the CPU execution provider runs fp32 fastest.
     """
-    from kolm.export.hf_llama import TOKENIZER_FILES
+    from kolm.export.hf_common import TOKENIZER_FILES
     from kolm.models.loading import load_model
 
     quant = (quant or "none").lower()
