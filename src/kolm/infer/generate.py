@@ -59,19 +59,10 @@ def generator_for(model: Any, tokenizer: Any) -> Engine | HFGenerator:
     front of every input, which the engine's cache does not account for; they
     run through `generate()` of the PEFT model.
     """
-    if hasattr(model, "new_cache") and not getattr(model, "active_peft_config", None) or _plain_adapter(model):
+    peft_config = getattr(model, "active_peft_config", None)  # None for a model without adapters
+    if hasattr(model, "new_cache") and not getattr(peft_config, "is_prompt_learning", False):
         return Engine(model, tokenizer)
     return HFGenerator(model, tokenizer)
-
-
-def _plain_adapter(model: Any) -> bool:
-    """A PEFT model whose adapter only changes weights (LoRA, DoRA, IA3): the engine runs it as it is."""
-    peft_config = getattr(model, "active_peft_config", None)
-    return (
-        peft_config is not None
-        and not getattr(peft_config, "is_prompt_learning", False)
-        and hasattr(model, "new_cache")
-    )
 
 
 def generate(
