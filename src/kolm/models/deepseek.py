@@ -295,19 +295,11 @@ class KolmDeepseekForSequenceClassification(SequenceClassifierHead, KolmDeepseek
 # What the registry needs
 
 
-def config_from_section(
-    model_cfg: Any,
-    vocab_size: int,
-    bos_token_id: int | None = None,
-    eos_token_id: int | None = None,
-    pad_token_id: int | None = None,
-) -> KolmDeepseekConfig:
-    """KolmDeepseekConfig from a run's `model:` section (ModelConfig with arch deepseek) plus the tokenizer's ids."""
+def config_from_section(model_cfg: Any, **shared: Any) -> KolmDeepseekConfig:
+    """KolmDeepseekConfig from a run's `model:` section (arch deepseek): `shared` fields + `model.deepseek`."""
     ds = model_cfg.deepseek
     return KolmDeepseekConfig(
-        vocab_size=vocab_size,
-        d_model=model_cfg.d_model,
-        n_layers=model_cfg.n_layers,
+        **shared,
         n_heads=ds.n_heads,
         q_lora_rank=ds.q_lora_rank,
         kv_lora_rank=ds.kv_lora_rank,
@@ -323,14 +315,7 @@ def config_from_section(
         routed_scaling_factor=ds.routed_scaling_factor,
         aux_loss_alpha=ds.aux_loss_alpha,
         bias_update_rate=ds.bias_update_rate,
-        max_seq_len=model_cfg.max_seq_len,
         rope_theta=ds.rope_theta,
-        norm_eps=model_cfg.norm_eps,
-        init_std=model_cfg.init_std,
-        tie_word_embeddings=model_cfg.tie_embeddings,
-        bos_token_id=bos_token_id,
-        eos_token_id=eos_token_id,
-        pad_token_id=pad_token_id,
     )
 
 

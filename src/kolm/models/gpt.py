@@ -267,30 +267,15 @@ class KolmGPTForSequenceClassification(SequenceClassifierHead, KolmGPTPreTrained
 # What the registry needs
 
 
-def config_from_section(
-    model_cfg: Any,
-    vocab_size: int,
-    bos_token_id: int | None = None,
-    eos_token_id: int | None = None,
-    pad_token_id: int | None = None,
-) -> KolmGPTConfig:
-    """KolmGPTConfig from a run's `model:` section (ModelConfig with arch gpt) plus the tokenizer's ids."""
+def config_from_section(model_cfg: Any, **shared: Any) -> KolmGPTConfig:
+    """KolmGPTConfig from a run's `model:` section (arch gpt): `shared` fields (`registry.hf_config`) + `model.gpt`."""
     gpt = model_cfg.gpt
     return KolmGPTConfig(
-        vocab_size=vocab_size,
-        d_model=model_cfg.d_model,
-        n_layers=model_cfg.n_layers,
+        **shared,
         n_heads=gpt.n_heads,
         n_kv_heads=gpt.n_kv_heads,
         ffn_dim=gpt.ffn_dim,
-        max_seq_len=model_cfg.max_seq_len,
         rope_theta=gpt.rope_theta,
-        norm_eps=model_cfg.norm_eps,
-        init_std=model_cfg.init_std,
-        tie_word_embeddings=model_cfg.tie_embeddings,
-        bos_token_id=bos_token_id,
-        eos_token_id=eos_token_id,
-        pad_token_id=pad_token_id,
     )
 
 

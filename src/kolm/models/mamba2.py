@@ -441,32 +441,17 @@ class KolmMamba2ForSequenceClassification(SequenceClassifierHead, KolmMamba2PreT
 # What the registry needs
 
 
-def config_from_section(
-    model_cfg: Any,
-    vocab_size: int,
-    bos_token_id: int | None = None,
-    eos_token_id: int | None = None,
-    pad_token_id: int | None = None,
-) -> KolmMamba2Config:
-    """KolmMamba2Config from a run's `model:` section (ModelConfig with arch mamba2) plus the tokenizer's ids."""
+def config_from_section(model_cfg: Any, **shared: Any) -> KolmMamba2Config:
+    """KolmMamba2Config from a run's `model:` section (arch mamba2): `shared` fields + `model.mamba2`."""
     m = model_cfg.mamba2
     return KolmMamba2Config(
-        vocab_size=vocab_size,
-        d_model=model_cfg.d_model,
-        n_layers=model_cfg.n_layers,
+        **shared,
         d_state=m.d_state,
         head_dim=m.head_dim,
         expand=m.expand,
         n_groups=m.n_groups,
         conv_kernel=m.conv_kernel,
         chunk_size=m.chunk_size,
-        max_seq_len=model_cfg.max_seq_len,
-        norm_eps=model_cfg.norm_eps,
-        init_std=model_cfg.init_std,
-        tie_word_embeddings=model_cfg.tie_embeddings,
-        bos_token_id=bos_token_id,
-        eos_token_id=eos_token_id,
-        pad_token_id=pad_token_id,
     )
 
 

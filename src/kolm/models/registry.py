@@ -56,7 +56,7 @@ class Arch:
     config_class: type[PretrainedConfig]
     causal_lm: type[PreTrainedModel]
     classifier: type[PreTrainedModel]
-    # (model_cfg, vocab_size, bos_token_id, eos_token_id, pad_token_id) -> HF config
+    # (model_cfg, **shared fields filled by `hf_config` below) -> HF config
     hf_config: Callable[..., PretrainedConfig]
     # (HF config, sequence length) -> training FLOPs per token
     flops_per_token: Callable[[Any, int], float]
@@ -188,8 +188,24 @@ def lora_targets(config: PretrainedConfig) -> list[str]:
 def hf_config(
     model_cfg: Any, vocab_size: int, bos_id: int | None = None, eos_id: int | None = None, pad_id: int | None = None
 ) -> PretrainedConfig:
-    """The HF config of the run's `model:` section (ModelConfig) with the tokenizer's vocabulary and special ids."""
-    return get_arch(model_cfg.arch).hf_config(model_cfg, vocab_size, bos_id, eos_id, pad_id)
+    """The HF config of the run's `model:` section (ModelConfig) with the tokenizer's vocabulary and special ids.
+
+    The fields every architecture has are filled here; the architecture's
+    `config_from_section` adds those of its own subsection.
+    """
+    shared = dict(
+        vocab_size=vocab_size,
+        d_model=model_cfg.d_model,
+        n_layers=model_cfg.n_layers,
+        max_seq_len=model_cfg.max_seq_len,
+        norm_eps=model_cfg.norm_eps,
+        init_std=model_cfg.init_std,
+        tie_word_embeddings=model_cfg.tie_embeddings,
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+    )
+    return get_arch(model_cfg.arch).hf_config(model_cfg, **shared)
 
 
 def build_causal_lm(
@@ -201,8 +217,8 @@ def build_causal_lm(
     device: str | torch.device = "cpu",
 ) -> PreTrainedModel:
     """A freshly initialised causal LM for the `model:` section (built on meta, materialised on `device`)."""
-    arch = get_arch(model_cfg.arch)
-    return build_on_meta(arch.hf_config(model_cfg, vocab_size, bos_id, eos_id, pad_id), arch.causal_lm, device)
+    config = hf_config(model_cfg, vocab_size, bos_id, eos_id, pad_id)
+    return build_on_meta(config, get_arch(model_cfg.arch).causal_lm, device)
 
 
 def build_on_meta(

@@ -504,19 +504,11 @@ class KolmRWKV7ForSequenceClassification(SequenceClassifierHead, KolmRWKV7PreTra
 # What the registry needs
 
 
-def config_from_section(
-    model_cfg: Any,
-    vocab_size: int,
-    bos_token_id: int | None = None,
-    eos_token_id: int | None = None,
-    pad_token_id: int | None = None,
-) -> KolmRWKV7Config:
-    """KolmRWKV7Config from a run's `model:` section (ModelConfig with arch rwkv7) plus the tokenizer's ids."""
+def config_from_section(model_cfg: Any, **shared: Any) -> KolmRWKV7Config:
+    """KolmRWKV7Config from a run's `model:` section (arch rwkv7): `shared` fields + `model.rwkv7`."""
     s = model_cfg.rwkv7
     return KolmRWKV7Config(
-        vocab_size=vocab_size,
-        d_model=model_cfg.d_model,
-        n_layers=model_cfg.n_layers,
+        **shared,
         head_size=s.head_size,
         ffn_dim=s.ffn_dim,
         decay_rank=s.decay_rank,
@@ -524,13 +516,6 @@ def config_from_section(
         v_rank=s.v_rank,
         gate_rank=s.gate_rank,
         chunk_size=s.chunk_size,
-        max_seq_len=model_cfg.max_seq_len,
-        norm_eps=model_cfg.norm_eps,
-        init_std=model_cfg.init_std,
-        tie_word_embeddings=model_cfg.tie_embeddings,
-        bos_token_id=bos_token_id,
-        eos_token_id=eos_token_id,
-        pad_token_id=pad_token_id,
     )
 
 

@@ -99,10 +99,10 @@ def _with_arch(model_cfg: ModelConfig, arch: str, value: int | None = None) -> M
 
 def param_counts(model_cfg: ModelConfig, vocab_size: int) -> tuple[int, int]:
     """(total, active) non-embedding parameters of the model `model_cfg` describes (built on the meta device)."""
-    from kolm.models.registry import get_arch
+    from kolm.models.registry import get_arch, hf_config
 
     arch = get_arch(model_cfg.arch)
-    config = arch.hf_config(model_cfg, vocab_size)
+    config = hf_config(model_cfg, vocab_size)
     with torch.device("meta"):
         model = arch.causal_lm(config)
     embeddings = vocab_size * model_cfg.d_model * (1 if config.tie_word_embeddings else 2)
