@@ -3,12 +3,17 @@
 #
 # Everything kolm checks on a CUDA machine, in one go and within 10 minutes:
 #   1. every test marked `gpu` (pytest -m gpu): bf16 autocast, CUDA RNG in checkpoints, MFU,
-#      FSDP2 with the bf16 policy (one process, NCCL), QLoRA, CUDA peak memory in fine-tuning;
+#      FSDP2 with the bf16 policy (one process, NCCL), QLoRA, CUDA peak memory in fine-tuning; Mamba-2,
+#      RWKV-7 and DeepSeek training (bf16, FSDP2) and decoding on CUDA, continuous batching on CUDA,
+#      bitsandbytes LLM.int8/NF4 loading, vLLM on the hf-llama export (skipped where vLLM is missing);
 #   2. the `base` preset's training throughput: `kolm pretrain --config base` for 30 steps (its model,
 #      batch, accumulation, precision and torch.compile) on synthetic text over a 32,000-word vocabulary
 #      (the preset's size), then tokens/s and MFU read from pretrain/metrics.jsonl.
+#   3. the four architectures side by side (`kolm arch compare` at the `small` size): bf16 training tokens/s,
+#      peak memory, and prefill/decode latency with cache sizes from 512 to 16,384 tokens of context.
 # Writes into OUT_DIR: env.txt, pytest.log, pytest.xml, pretrain.log, base_run/ (the run directory),
-# throughput.txt, base_throughput.json and summary.txt. Exits non-zero when a test or the benchmark failed.
+# throughput.txt, base_throughput.json, arch.log, arch/ (compare.{md,json,png}) and summary.txt. Exits non-zero
+# when a test, the benchmark or the architecture comparison failed. ARCH_STEPS=N: steps per architecture (40).
 # GPU_CHECK_STEPS=N changes the number of pretraining steps (more than 5: the first 5 are warm-up).
 # PYTHON=... picks the interpreter (default: .venv/bin/python if present, else python3).
 set -uo pipefail
@@ -124,6 +129,33 @@ EOF
   bench_rc=${PIPESTATUS[0]}
 fi
 
+# -- 3. the architectures side by side on CUDA (at most 3 minutes) ---------------------
+# `kolm arch compare`'s function on the same synthetic data and tokenizer: GPT, Mamba-2, RWKV-7 and DeepSeek
+# (MoE + MLA) sized to the `small` preset's parameter count, ARCH_STEPS bf16 steps each, then prefill and
+# decode latency at 512 to 16,384 tokens of context.
+echo "== arch compare on CUDA"
+arch_rc=1
+if [ "$prep_rc" -eq 0 ]; then
+  timeout 180 "$PY" - "$RUN" "$OUT/arch" "${ARCH_STEPS:-40}" <<'EOF' 2>&1 | tee "$OUT/arch.log"
+import sys
+from pathlib import Path
+
+from kolm.config import load_config
+from kolm.train.compare import compare_archs
+
+run, out, steps = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+overrides = ["device=cuda", f"pretrain.max_steps={steps}", "pretrain.batch_size=32", "pretrain.seq_len=512",
+             "pretrain.warmup_steps=5", f"pretrain.eval_every={steps}", "pretrain.eval_batches=4",
+             f"pretrain.save_every={steps}", "pretrain.log_every=5", "pretrain.precision=bf16", "pretrain.compile=false"]
+cfg = load_config("small", overrides, run_dir=run)
+compare_archs(cfg.model, cfg.pretrain, ["gpt", "mamba2", "rwkv7", "deepseek"], data_dir=run / "data",
+              tokenizer_dir=run / "tokenizer", out=out, seed=0, device="cuda", lengths=(512, 2048, 8192, 16384),
+              isolate=False)  # one process: a script on stdin cannot be re-imported by a spawned one
+print((out / "compare.md").read_text(encoding="utf-8"))
+EOF
+  arch_rc=${PIPESTATUS[0]}
+fi
+
 # -- summary ---------------------------------------------------------------------------
 {
   echo "gpu_check in $OUT"
@@ -131,5 +163,8 @@ fi
   if [ "$bench_rc" -eq 0 ]; then echo "benchmark: $(tail -1 "$OUT/throughput.txt")"
   else echo "benchmark: FAILED (exit $bench_rc; see $OUT/pretrain.log)"
   fi
+  if [ "$arch_rc" -eq 0 ]; then echo "arch compare: $OUT/arch/compare.md"
+  else echo "arch compare: FAILED (exit $arch_rc; see $OUT/arch.log)"
+  fi
 } | tee "$OUT/summary.txt"
-[ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
+[ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ] && [ "$arch_rc" -eq 0 ]

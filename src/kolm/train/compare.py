@@ -287,6 +287,8 @@ def compare_archs(
             with multiprocessing.get_context("spawn").Pool(1) as pool:
                 final = pool.apply(_train_one, args)
         else:
+            if str(device).startswith("cuda"):  # one process: each architecture's peak from its own start
+                torch.cuda.reset_peak_memory_stats()
             final = _train_one(*args)
         records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
         log(f"{arch}: measuring decode latency at {', '.join(map(str, lengths))} tokens")

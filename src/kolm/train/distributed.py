@@ -83,7 +83,10 @@ def mean_across_ranks(value: torch.Tensor) -> float:
 def transformer_blocks(model: nn.Module) -> list[nn.Module]:
     """The repeated blocks (the largest ModuleList of the model), the unit FSDP2 shards and checkpointing recomputes."""
     lists = [m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
-    return list(max(lists, key=len)) if lists else []
+    # Only the outermost lists: a MoE layer's list of experts can be longer than the list of blocks holding it.
+    inner = {id(sub) for outer in lists for child in outer for sub in child.modules() if isinstance(sub, nn.ModuleList)}
+    outermost = [m for m in lists if id(m) not in inner]
+    return list(max(outermost, key=len)) if outermost else []
 
 
 def wrap_model(model: nn.Module, strategy: str, device: str, precision: str = "fp32") -> nn.Module:
@@ -99,7 +102,9 @@ def wrap_model(model: nn.Module, strategy: str, device: str, precision: str = "f
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [torch.device(device).index] if device.startswith("cuda") else None
-        return DDP(model, device_ids=ids)
+        # A routed expert that no token of a micro-batch chose gets no gradient; DDP must be told to expect that.
+        routed = any(hasattr(m, "update_bias") for m in model.modules())
+        return DDP(model, device_ids=ids, find_unused_parameters=routed)
     if strategy == "fsdp":
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
