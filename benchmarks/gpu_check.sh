@@ -144,7 +144,7 @@ from kolm.config import load_config
 from kolm.train.compare import compare_archs
 
 run, out, steps = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-overrides = ["device=cuda", f"pretrain.max_steps={steps}", "pretrain.batch_size=32", "pretrain.seq_len=512",
+overrides = ["device=cuda", "model.max_seq_len=512", f"pretrain.max_steps={steps}", "pretrain.batch_size=32", "pretrain.seq_len=512",
              "pretrain.warmup_steps=5", f"pretrain.eval_every={steps}", "pretrain.eval_batches=4",
              f"pretrain.save_every={steps}", "pretrain.log_every=5", "pretrain.precision=bf16", "pretrain.compile=false"]
 cfg = load_config("small", overrides, run_dir=run)

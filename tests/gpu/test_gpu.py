@@ -120,8 +120,9 @@ def test_checkpoint_saves_and_restores_the_cuda_rng(tmp_path):
 
 
 def test_training_loop_reports_mfu_on_cuda(tmp_path):
+    from kolm.models.registry import flops_per_token
     from kolm.train.loop import LoopSettings, train
-    from kolm.train.metrics import count_params, flops_per_token, mfu, peak_flops
+    from kolm.train.metrics import mfu, peak_flops
     from kolm.train.optim import build_adamw
 
     peak = peak_flops("cuda")
@@ -130,7 +131,7 @@ def test_training_loop_reports_mfu_on_cuda(tmp_path):
     assert mfu(1e6, 1e6, peak) == pytest.approx(1e12 / peak)
     model = _model(vocab=4096, d_model=512, n_layers=4, n_heads=8, n_kv_heads=4, ffn_dim=1536).cuda()
     seq = 256
-    fpt = flops_per_token(count_params(model, exclude_embeddings=True), 4, 512, seq)
+    fpt = flops_per_token(model.config, seq)
     settings = LoopSettings(max_steps=6, precision="bf16", log_every=1, flops_per_token=fpt, peak_flops=peak)
     metrics = tmp_path / "metrics.jsonl"
     train(
