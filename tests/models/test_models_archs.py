@@ -9,39 +9,16 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from train_helpers import make_data, make_tokenizer, tiny_overrides  # noqa: E402
+from train_helpers import ARCH_SHAPES, arch_overrides, make_data, make_tokenizer  # noqa: E402
 
-# Tiny shapes of each architecture (d_model 32, two layers, from tiny_overrides).
-SHAPES = {
-    "mamba2": ["model.mamba2.d_state=8", "model.mamba2.head_dim=8", "model.mamba2.chunk_size=8"],
-    "rwkv7": [
-        "model.rwkv7.head_size=8",
-        "model.rwkv7.ffn_dim=64",
-        "model.rwkv7.decay_rank=8",
-        "model.rwkv7.a_rank=8",
-        "model.rwkv7.v_rank=4",
-        "model.rwkv7.gate_rank=8",
-        "model.rwkv7.chunk_size=8",
-    ],
-    "deepseek": [
-        "model.deepseek.n_heads=2",
-        "model.deepseek.kv_lora_rank=16",
-        "model.deepseek.qk_nope_head_dim=8",
-        "model.deepseek.qk_rope_head_dim=4",
-        "model.deepseek.v_head_dim=8",
-        "model.deepseek.ffn_dim=48",
-        "model.deepseek.moe_ffn_dim=16",
-        "model.deepseek.n_routed_experts=4",
-    ],
-}
+SHAPES = ARCH_SHAPES
 
 
 def _config(run_dir: Path, arch: str, *extra: str):
     from kolm.config import load_config
 
-    base = [o for o in tiny_overrides() if not o.startswith("model.gpt.")]
-    steps = ["pretrain.max_steps=4", "pretrain.save_every=2", "pretrain.eval_every=2"]
-    return load_config("tiny", [*base, *steps, f"model.arch={arch}", "model.gpt=null", *SHAPES[arch], *extra], run_dir)
+    steps = {"pretrain.max_steps": 4, "pretrain.save_every": 2, "pretrain.eval_every": 2}
+    return load_config("tiny", [*arch_overrides(arch, **steps), *extra], run_dir)
 
 
 @pytest.fixture(scope="module")

@@ -75,6 +75,13 @@ def test_compare_trains_measures_and_writes(tmp_path):
     assert "| mamba2 |" in md and "active (M)" in md
     assert (tmp_path / "arch" / "compare.png").stat().st_size > 10_000
 
+    # The run report shows the comparison: its table and its chart (linked from report/).
+    from kolm.report import build_markdown
+
+    report = build_markdown(tmp_path)
+    assert "Architectures side by side" in report and "| deepseek |" in report
+    assert "](../arch/compare.png)" in report
+
 
 def test_cli_arch_errors_are_one_line(capsys):
     from kolm.cli.main import main

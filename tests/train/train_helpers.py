@@ -79,3 +79,34 @@ def tiny_overrides(**extra) -> list[str]:
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+# Tiny shapes of each architecture (d_model 32, two layers, from tiny_overrides).
+ARCH_SHAPES = {
+    "mamba2": ["model.mamba2.d_state=8", "model.mamba2.head_dim=8", "model.mamba2.chunk_size=8"],
+    "rwkv7": [
+        "model.rwkv7.head_size=8",
+        "model.rwkv7.ffn_dim=64",
+        "model.rwkv7.decay_rank=8",
+        "model.rwkv7.a_rank=8",
+        "model.rwkv7.v_rank=4",
+        "model.rwkv7.gate_rank=8",
+        "model.rwkv7.chunk_size=8",
+    ],
+    "deepseek": [
+        "model.deepseek.n_heads=2",
+        "model.deepseek.kv_lora_rank=16",
+        "model.deepseek.qk_nope_head_dim=8",
+        "model.deepseek.qk_rope_head_dim=4",
+        "model.deepseek.v_head_dim=8",
+        "model.deepseek.ffn_dim=48",
+        "model.deepseek.moe_ffn_dim=16",
+        "model.deepseek.n_routed_experts=4",
+    ],
+}
+
+
+def arch_overrides(arch: str, **extra) -> list[str]:
+    """`tiny_overrides` for another architecture: its tiny shape instead of the gpt section."""
+    base = [o for o in tiny_overrides(**extra) if not o.startswith("model.gpt.")]
+    return [*base, f"model.arch={arch}", "model.gpt=null", *ARCH_SHAPES[arch]]

@@ -319,7 +319,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def write_compare(results: dict[str, Any], out: Path) -> Path:
-    """compare.json, compare.md and compare.png from `compare_archs` results; returns the Markdown path."""
+    """compare.json, compare.md (also as summary.md, which the run report shows) and compare.png from
+    `compare_archs` results; returns the Markdown path."""
     out = Path(out)
     (out / "compare.json").write_text(json.dumps(results, ensure_ascii=False, indent=2), encoding="utf-8")
     archs = results["archs"]
@@ -353,8 +354,10 @@ def write_compare(results: dict[str, Any], out: Path) -> Path:
             for x in r["latency"]
         ]
         lines.append(f"| {arch} | " + " | ".join(cells) + " |")
+    lines += ["", "![validation loss, speed, memory and latency by architecture](compare.png)"]
     md = out / "compare.md"
     md.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")  # the run report's section
     _plot(archs, out / "compare.png")
     return md
 
