@@ -89,14 +89,16 @@ def test_every_exporter_is_a_known_format_and_imports():
 
 @pytest.mark.parametrize("tied", [True, False])
 def test_flops_per_token_is_6n_plus_attention(tied):
-    """6 x non-embedding parameters (as counted on the built model) + 6·L·T·d."""
+    """6 x non-embedding parameters (as counted on the built model) + 6·L·T·d, and the output head's matmul when
+    it is tied to the embedding (then not among the counted parameters, but still computed)."""
     from kolm.models.registry import flops_per_token
     from kolm.train.metrics import count_params
 
     model = make_model(tie_word_embeddings=tied)
     c = model.config
     n = count_params(model, exclude_embeddings=True)
-    assert flops_per_token(c, 128) == 6.0 * n + 6.0 * c.n_layers * 128 * c.d_model
+    head = 6.0 * c.vocab_size * c.d_model if tied else 0.0
+    assert flops_per_token(c, 128) == 6.0 * n + 6.0 * c.n_layers * 128 * c.d_model + head
 
 
 def test_build_causal_lm_composes_blocks_with_llama_names():

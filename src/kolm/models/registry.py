@@ -172,8 +172,16 @@ def arch_of(config: PretrainedConfig) -> Arch:
 
 
 def flops_per_token(config: PretrainedConfig, seq_len: int) -> float:
-    """Training FLOPs per token of a model with HF config `config` on sequences of `seq_len` tokens."""
-    return arch_of(config).flops_per_token(config, seq_len)
+    """Training FLOPs per token of a model with HF config `config` on sequences of `seq_len` tokens (for MFU).
+
+    The output projection's matmul (2·V·d forward, 6·V·d with backward) is work whether or not its weight is
+    shared with the embedding: tying saves memory, not compute (PaLM's MFU convention, Chowdhery et al. 2022,
+    appendix B). Each architecture's own count treats a tied head as the embedding, so it is added here.
+    """
+    flops = arch_of(config).flops_per_token(config, seq_len)
+    if config.tie_word_embeddings:
+        flops += 6.0 * config.vocab_size * config.d_model
+    return flops
 
 
 def lora_targets(config: PretrainedConfig) -> list[str]:
