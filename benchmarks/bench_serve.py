@@ -17,6 +17,7 @@ prompts), and the script reports:
     .venv/bin/python benchmarks/bench_serve.py                          # `small` preset shape, random weights
     .venv/bin/python benchmarks/bench_serve.py --model runs/small/pretrain/final --duration 60
     .venv/bin/python benchmarks/bench_serve.py --clients 1 4 --duration 5 --only kolm   # quick look
+    .venv/bin/python benchmarks/bench_serve.py --dtype bf16             # both servers with bf16 weights
 
 With random weights the text is noise but the work per token is the real
 model's. Results go to stdout as a Markdown table (and `--json FILE`).
@@ -197,9 +198,12 @@ def serve(name: str, model_dir: Path, export_dir: Path, port: int, args: argpars
     if name == "kolm":
         cmd = [str(bin_dir / "kolm"), "serve", "--model", str(model_dir), "--served-model-name", "bench"]
         cmd += ["--port", str(port), "--no-ui", "--max-batch", str(max(args.clients)), "--device", args.device]
+        if args.dtype == "bf16":
+            cmd += ["--quant", "bf16"]  # bf16 weights (the one loader's quant=bf16)
     else:
         cmd = [str(bin_dir / "transformers"), "serve", str(export_dir), "--continuous-batching"]
         cmd += ["--port", str(port), "--host", "127.0.0.1", "--device", args.device]
+        cmd += ["--dtype", "bfloat16" if args.dtype == "bf16" else "float32"]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -210,6 +214,12 @@ def main() -> None:
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--duration", type=float, default=30.0, help="seconds per phase")
     ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument(
+        "--dtype",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="weights of both servers (bf16: CPUs with AMX/AVX512-BF16)",
+    )
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="OMP threads of each server")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--only", choices=["kolm", "transformers"], default=None)
@@ -238,7 +248,7 @@ def main() -> None:
                 proc.terminate()
                 proc.wait(30)
     print(f"\n{len(PROMPTS)} prompts, greedy, max_tokens {args.max_tokens}, {args.duration:.0f} s per phase, "
-          f"{args.threads} threads per server\n")  # fmt: skip
+          f"{args.threads} threads per server, {args.dtype} weights\n")  # fmt: skip
     print(
         "| server | clients | tokens/s | TTFT p50 / p95 ms | ITL p50 / p95 ms | requests | errors | RSS start → end MiB |"
     )
