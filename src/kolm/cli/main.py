@@ -32,6 +32,22 @@ TOOLS: dict[str, str] = {
     "arch": "kolm.cli.arch:command",
 }
 
+# Stage options that stand for a config override: stage -> (option name, config key, help).
+# `kolm finetune --task klue-sts` is `kolm finetune finetune.tasks=[klue-sts]`.
+SHORTCUTS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "finetune": (
+        (
+            "task",
+            "finetune.tasks",
+            "tasks to run, comma-separated: classify, sft, klue-sts, klue-ner, klue-mrc, klue-re",
+        ),
+    ),
+    "eval": (
+        ("suite", "eval.suite", "klue: only the KLUE benchmark table (KLUE 벤치마크 표)"),
+        ("model", "eval.model", "model dir to evaluate (with --suite klue: a run dir, finetune dir or task model)"),
+    ),
+}
+
 HELP = """kolm: 한국어 LLM을 처음부터 — from raw Korean text to a served, aligned chat model.
 
 Each stage reads and writes a run directory (runs/<name>/). Start with
@@ -67,6 +83,36 @@ def split_args(stage: Stage, args: list[str]) -> tuple[str | None, list[str]]:
     return None, list(args)
 
 
+def shortcut_overrides(stage: str, values: dict[str, str | None]) -> list[str]:
+    """The `key=value` overrides that a stage's shortcut options stand for (lists for list-valued keys)."""
+    out = []
+    for name, key, _ in SHORTCUTS.get(stage, ()):
+        value = values.get(name)
+        if value:
+            out.append(f"{key}=[{value}]" if key == "finetune.tasks" else f"{key}={value}")
+    return out
+
+
+def _with_shortcuts(command: Callable[..., None], stage: Stage) -> Callable[..., None]:
+    """Give `command` one `--name` option per shortcut of `stage` (typer reads the signature)."""
+    import inspect
+
+    extras = SHORTCUTS.get(stage.name, ())
+    sig = inspect.signature(command)
+    params = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    params += [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(None, f"--{name}", help=text),
+            annotation=Optional[str],
+        )
+        for name, _, text in extras
+    ]
+    command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    return command
+
+
 def _stage_command(stage: Stage) -> Callable[..., None]:
     actions = f" Actions: {', '.join(stage.actions)}." if stage.actions else ""
 
@@ -80,21 +126,25 @@ def _stage_command(stage: Stage) -> Callable[..., None]:
         run_dir: Optional[Path] = RunDirOpt,
         force: bool = ForceOpt,
         debug: bool = DebugOpt,
+        **shortcuts: Optional[str],
     ) -> None:
         from kolm.config import load_config
         from kolm.progress import Progress
         from kolm.run import run_stage
 
         action, overrides = split_args(stage, args or [])
+        overrides += shortcut_overrides(stage.name, shortcuts)
         cfg = load_config(config, overrides, run_dir=run_dir)
         with Progress() as progress:
             result = run_stage(cfg, stage.name, action=action, force=force, progress=progress)
         where = cfg.run_path / stage.dir
         state = "up to date" if result is None else "done"
         typer.echo(f"{stage.name}{' ' + action if action else ''}: {state} -> {where}")
+        if stage.name == "eval" and cfg.eval.suite and (where / f"{cfg.eval.suite}.md").is_file():
+            typer.echo((where / f"{cfg.eval.suite}.md").read_text(encoding="utf-8").rstrip())  # the suite's table
 
     command.__doc__ = f"{stage.help}. Writes {stage.produces}.{actions}"
-    return command
+    return _with_shortcuts(command, stage)
 
 
 def _load(entry: str) -> Callable[..., Any]:

@@ -34,8 +34,17 @@ class EvalConfig(Section):
     """What `kolm eval` measures."""
 
     model: str | None = option(
-        None, help="model dir to evaluate (any HF causal LM dir); default: this run's pretrain/final"
+        None,
+        help="model dir to evaluate (any HF causal LM dir); default: this run's pretrain/final "
+        "(with suite=klue: a run dir, finetune dir or fine-tuned KLUE model; default: this run)",
     )
+    suite: str | None = option(
+        None, help="klue: only the KLUE benchmark table (STS, NER, MRC, RE, YNAT, NLI)", choices=[None, "klue"]
+    )
+    klue_dir: str | None = option(
+        None, help="folder of the official KLUE v1.1 files whose dev sets are scored; default: finetune.klue.dir"
+    )
+    klue_max_examples: int = option(0, help="score at most this many dev examples per KLUE task (0 = all)", ge=0)
     device: str | None = option(None, help="device override (default: the run's device)")
     # language modelling
     lm: bool = option(True, help="perplexity and bits per character on held-out text")

@@ -11,7 +11,9 @@ What it measures (each part can be switched off in `eval:`):
    SFT generation metrics;
 5. LLM-as-judge when `eval.judge.base_url` is set;
 6. safety probes: the SFT and aligned models answer risky and benign Korean
-   requests (`kolm.evaluate.safety`).
+   requests (`kolm.evaluate.safety`);
+7. KLUE: fine-tuned `finetune/klue-*` models on their dev sets, in the KLUE
+   paper's table (`kolm.evaluate.klue_suite`); `eval.suite=klue` does only this.
 
 `evaluate(cfg, model=..., out=...)` is the typed core for the Python API;
 `run(ctx)` feeds it this run's folders. `eval.model` evaluates any model dir
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from kolm.context import StageContext, StageResult
+from kolm.data.klue import KLUE_TASKS, KlueDataConfig
 from kolm.data.tasks import TaskDataConfig, assets_dir
 from kolm.errors import CheckpointError, DataError
 from kolm.evaluate import tables
@@ -428,6 +431,7 @@ def evaluate(
     classify_seq_len: int = 128,
     run_dir: str | Path | None = None,
     align_dir: str | Path | None = None,
+    klue_data: KlueDataConfig | None = None,
     progress: Progress | None = None,
 ) -> EvalResult:
     """Evaluate the model at `model` (and any fine-tuned models) per `cfg`; write eval.json, eval.md, summary.md to `out`.
@@ -440,6 +444,9 @@ def evaluate(
     budget it was trained with. Models inside `run_dir` get run-relative names.
     `align_dir` is the align stage folder: its aligned models answer the
     safety probes beside the SFT model, judged by its reward model.
+    `klue_data` is `finetune.klue`: the KLUE files whose dev sets score the
+    fine-tuned KLUE models. With `cfg.suite == "klue"` only the KLUE table is
+    made, for the fine-tuned models under `model` (`klue_suite.find_task_models`).
     """
     from kolm.evaluate.judge import JudgeClient
 
@@ -448,6 +455,11 @@ def evaluate(
     data_dir = Path(data_dir) if data_dir is not None else None
     run_dir = Path(run_dir) if run_dir is not None else None
     seed_everything(seed)
+    if cfg.suite == "klue":
+        from kolm.evaluate.klue_suite import suite_only
+
+        res, files, used = suite_only(cfg, model_dir, out, device, klue_data, progress)
+        return EvalResult(results=res, metrics=tables.headline(res), files=files, inputs=[model_dir, *used])
     if cfg.judge.base_url:  # a missing key fails before any model work
         jc = cfg.judge
         JudgeClient(jc.base_url, jc.model, jc.api_key_env, jc.timeout).check()
@@ -501,6 +513,11 @@ def evaluate(
                 if m := _metrics_for(cfg, prompts, systems["sft"]):
                     res["generation"]["sft"] = m
                 res["variations"]["sft"] = _variations(cfg, sft, sft_tok, prompts, seed, "sft", True, progress)
+        if any((ft_dir / t).exists() for t in KLUE_TASKS):
+            from kolm.evaluate.klue_suite import suite_for
+
+            res["klue"] = suite_for(cfg, ft_dir, device, klue_data, progress)
+            inputs += [Path(r["model"]) for r in res["klue"]["rows"] if r.get("model")]
     for sys_name, outs in systems.items():
         for p, o in zip(prompts or [], outs):
             append_jsonl(
@@ -561,9 +578,13 @@ def evaluate(
 def run(ctx: StageContext) -> StageResult:
     """Evaluate the run's (or eval.model's) language model and any fine-tuned models."""
     cfg = ctx.cfg.eval
+    if cfg.suite == "klue":
+        model = Path(cfg.model) if cfg.model else ctx.run_dir
+    else:
+        model = main_model_dir(cfg, ctx.stage_dir("pretrain"))
     result = evaluate(
         cfg,
-        model=main_model_dir(cfg, ctx.stage_dir("pretrain")),
+        model=model,
         out=ctx.out,
         seed=ctx.cfg.seed,
         device=resolve_device(cfg.device) if cfg.device else ctx.device,
@@ -573,6 +594,7 @@ def run(ctx: StageContext) -> StageResult:
         classify_seq_len=ctx.cfg.finetune.seq_len,
         run_dir=ctx.run_dir,
         align_dir=ctx.stage_dir("align"),
+        klue_data=ctx.cfg.finetune.klue,
         progress=ctx.progress,
     )
     for path in dict.fromkeys(result.inputs):

@@ -171,6 +171,9 @@ def headline(res: dict[str, Any]) -> dict[str, Any]:
             m[f"generation.{key}.{k}"] = round(g[k], 4)
     if c := res.get("finetuned", {}).get("classify"):
         m.update({"classify.accuracy": round(c["accuracy"], 4), "classify.macro_f1": round(c["macro_f1"], 4)})
+    for row in res.get("klue", {}).get("rows", []):
+        for metric in row["metrics"] if row["status"] == "ok" else []:
+            m[f"klue.{row['task']}.{metric}"] = row["scores"][metric]
     if j := res.get("judge"):
         if j["mode"] == "pairwise":
             m[f"judge.win_rate_{j['systems'][0]}"] = round(j["aggregate"][f"win_rate_{j['systems'][0]}"], 4)
@@ -180,13 +183,27 @@ def headline(res: dict[str, Any]) -> dict[str, Any]:
     return m
 
 
+def klue_section(suite: dict[str, Any]) -> str:
+    """The KLUE benchmark table (`kolm eval --suite klue`) with how to read it."""
+    from kolm.evaluate.klue_suite import klue_table
+
+    return "\n".join(
+        [
+            "## KLUE benchmark (KLUE 벤치마크)",
+            "",
+            "Each task's official dev-set metric (%) of the model fine-tuned on it, as in the KLUE paper's table. "
+            f"Data: `{suite.get('data_dir') or 'not set'}`.",
+            "",
+            klue_table(suite),
+        ]
+    )
+
+
 def markdown(res: dict[str, Any], plot: Path | None, full: bool) -> str:
     """eval.md (full, with every variation) or summary.md (tables, a few samples)."""
-    parts = [
-        "# 평가 (Evaluation)",
-        "",
-        f"Model: `{res['model']}` · {res['params']:,} parameters · device {res['device']}",
-    ]
+    params = f" · {res['params']:,} parameters" if "params" in res else ""
+    device = f" · device {res['device']}" if "device" in res else ""
+    parts = ["# 평가 (Evaluation)", "", f"Model: `{res['model']}`{params}{device}"]
     if "lm" in res:
         parts += [
             "",
@@ -227,6 +244,8 @@ def markdown(res: dict[str, Any], plot: Path | None, full: bool) -> str:
             parts += ["", "All prompts and outputs: `eval.md`, `samples.jsonl`."]
     if c := res.get("finetuned", {}).get("classify"):
         parts += ["", "## Fine-tuned classifier (미세조정 분류기)", "", classify_section(c)]
+    if k := res.get("klue"):
+        parts += ["", klue_section(k)]
     if j := res.get("judge"):
         parts += ["", "## LLM-as-judge (LLM 심사)", "", judge_section(j)]
     if sf := res.get("safety"):

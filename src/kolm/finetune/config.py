@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kolm.data.klue import KLUE_TASKS, KlueDataConfig
 from kolm.data.tasks import TaskDataConfig
 from kolm.errors import ConfigError
 from kolm.sections import Section, option
@@ -11,7 +12,7 @@ from kolm.sections import Section, option
 __all__ = ["FinetuneConfig", "TaskDataConfig", "METHODS", "TASKS"]
 
 METHODS = ["full", "lora", "dora", "waveft", "ia3", "prompt_tuning", "qlora"]
-TASKS = ["classify", "sft"]
+TASKS = ["classify", "sft", *KLUE_TASKS]
 
 
 @dataclass
@@ -19,7 +20,9 @@ class FinetuneConfig(Section):
     """Which tasks to fine-tune, with which method, on which budget."""
 
     tasks: list[str] = option(
-        ["classify", "sft"], help="tasks to run: classify (sentiment/topic), sft (instructions)", choices=TASKS
+        ["classify", "sft"],
+        help="tasks to run: classify (sentiment/topic), sft (instructions), klue-sts, klue-ner, klue-mrc, klue-re",
+        choices=TASKS,
     )
     method: str = option("lora", help="full, lora, dora, waveft, ia3, prompt_tuning, qlora (방법)", choices=METHODS)
     base_model: str | None = option(None, help="model dir to fine-tune; default: this run's pretrain/final")
@@ -27,6 +30,7 @@ class FinetuneConfig(Section):
     sft: TaskDataConfig = option(
         default_factory=lambda: TaskDataConfig(text_field="instruction"), help="instruction data"
     )
+    klue: KlueDataConfig = option(default_factory=KlueDataConfig, help="KLUE STS/NER/MRC/RE data (official files)")
     max_steps: int = option(150, help="optimizer steps per task", ge=1)
     epochs: float = option(0.0, help="if > 0, train this many epochs instead of max_steps", ge=0)
     batch_size: int = option(16, help="examples per step", ge=1)
@@ -59,3 +63,10 @@ class FinetuneConfig(Section):
             data: TaskDataConfig = getattr(self, name)
             if data.kind != "embedded" and not data.train:
                 raise ConfigError(f"finetune.{name}.train: kind={data.kind} needs a training file path")
+        for task in self.tasks:
+            if task in KLUE_TASKS and self.klue.files(task, "train") is None:
+                short = task.removeprefix("klue-")
+                raise ConfigError(
+                    f"finetune.klue: {task} needs its data: set finetune.klue.dir (the official KLUE files) "
+                    f"or finetune.klue.{short}.train"
+                )

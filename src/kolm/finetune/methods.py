@@ -73,7 +73,7 @@ def check_method_available(method: str, device: str) -> None:
 
 
 def peft_config(method: str, task: str, cfg: FinetuneConfig, model_config: Any) -> Any | None:
-    """The PEFT config of `method` for `task` ("classify" or "sft"); None for full fine-tuning.
+    """The PEFT config of `method` for a model `task` (classify, sft, token-classify, span-qa); None for full.
 
     `cfg` is the FinetuneConfig; `model_config` the base model's config (for
     prompt tuning, which needs the layer count and hidden size).
@@ -84,6 +84,12 @@ def peft_config(method: str, task: str, cfg: FinetuneConfig, model_config: Any) 
     targets = _targets(cfg.target_modules, model_config)
     if method == "full":
         return None
+    extra: dict[str, Any] = {}
+    if task in ("token-classify", "span-qa"):
+        # `task_heads.TaskHeadModel` is no PEFT task type: adapt the LM's layers by name, train the head whole.
+        if method == "prompt_tuning":
+            raise KolmError(f"prompt tuning needs a PEFT task type, which {task} heads lack; choose lora or dora")
+        task_type, extra = None, {"modules_to_save": ["head"]}
     if method in ("lora", "qlora", "dora"):
         return peft.LoraConfig(
             task_type=task_type,
@@ -93,6 +99,7 @@ def peft_config(method: str, task: str, cfg: FinetuneConfig, model_config: Any) 
             target_modules=targets,
             use_dora=method == "dora",
             bias="none",
+            **extra,
         )
     if method == "waveft":
         return peft.WaveFTConfig(
@@ -100,6 +107,7 @@ def peft_config(method: str, task: str, cfg: FinetuneConfig, model_config: Any) 
             target_modules=targets,
             n_frequency=cfg.waveft_n_frequency,
             scaling=cfg.waveft_scaling,
+            **extra,
         )
     if method == "ia3":
         # IA3 rescales keys, values and the MLP's down projection input (Liu et al. 2022).
@@ -108,6 +116,7 @@ def peft_config(method: str, task: str, cfg: FinetuneConfig, model_config: Any) 
             task_type=task_type,
             target_modules=wanted,
             feedforward_modules=[m for m in wanted if m == "down_proj"],
+            **extra,
         )
     if method == "prompt_tuning":
         return peft.PromptTuningConfig(

@@ -28,14 +28,17 @@ def stage_device(cfg: FinetuneConfig, ctx: StageContext) -> str:
     return resolve_device(cfg.device) if cfg.device else ctx.device
 
 
+# Validation scores shown in the table: classify, sft, and the official metrics of the KLUE tasks.
+_SHOWN = ("accuracy", "macro_f1", "loss", "perplexity", "pearson", "f1", "entity_f1", "char_f1", "exact_match")
+_SHOWN += ("rouge_w", "micro_f1", "auprc")
+
+
 def results_table(results: list[FinetuneResult]) -> str:
     """Markdown table: parameters, memory, time, speed and scores of each run."""
     head = "| task | method | trainable params | trainable % | peak memory (MB) | wall time (s) | tokens/s | validation | test accuracy | test macro-F1 |"
     lines = [head, "|" + "---|" * 10]
     for r in results:
-        val = ", ".join(
-            f"{k}={v:.4g}" for k, v in r.validation.items() if k in ("accuracy", "macro_f1", "loss", "perplexity")
-        )
+        val = ", ".join(f"{k}={v:.4g}" for k, v in r.validation.items() if k in _SHOWN)
         acc = r.test.get("accuracy")
         f1 = r.test.get("macro_f1")
         lines.append(

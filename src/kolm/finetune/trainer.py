@@ -1,4 +1,4 @@
-"""One fine-tuning run: a task (classify or sft) with a method, on a base model, within a budget.
+"""One fine-tuning run: a task (classify or sft; KLUE tasks in `klue.py`) with a method, on a base model, within a budget.
 
 Loads the base model through `kolm.models.loading` (plus a PEFT wrapper),
 batches the encoded examples (`kolm.data.batching`), and trains with the
@@ -175,6 +175,12 @@ def finetune(
 
     if task not in TASKS:
         raise KolmError(f"unknown fine-tuning task {task!r}; choose one of {', '.join(TASKS)}")
+    if task.startswith("klue-"):  # its own heads, encodings and metrics
+        from kolm.finetune.klue import finetune_klue
+
+        return finetune_klue(
+            cfg, task, method, base_model=base_model, out=out, seed=seed, device=device, progress=progress
+        )
     progress = progress or Progress(enabled=False)
     check_method_available(method, device)
     base = Path(base_model).resolve()  # absolute, so the adapter's recorded base_model_name_or_path is too

@@ -42,7 +42,8 @@ __all__ = [
     "TASKS",
 ]
 
-TASKS = ("causal-lm", "classify")
+TASKS = ("causal-lm", "classify", "token-classify", "span-qa")
+_HEAD_KINDS = {"token-classify": "token", "span-qa": "span"}  # tasks served by `task_heads.TaskHeadModel`
 TASK_FILE = "kolm_task.json"
 _PROMPT_ADAPTERS = ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "MULTITASK_PROMPT_TUNING")
 DTYPES = {
@@ -98,17 +99,23 @@ def task_info(model_dir: str | Path) -> dict[str, Any]:
 
 
 def write_task_info(
-    model_dir: str | Path, task: str, method: str, labels: list[str], base_model: str | Path | None
+    model_dir: str | Path,
+    task: str,
+    method: str,
+    labels: list[str],
+    base_model: str | Path | None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """Record task, method, labels and base model next to a fine-tuned model, findable from anywhere.
 
     The base is stored both relative to `model_dir` (survives moving the whole
-    run dir) and absolute (survives moving the adapter alone).
+    run dir) and absolute (survives moving the adapter alone). `extra` adds
+    what scoring the model again needs (e.g. the input length it was trained with).
     """
     from kolm.files import write_json
 
     model_dir = Path(model_dir)
-    info: dict[str, Any] = {"task": task, "method": method, "labels": list(labels)}
+    info: dict[str, Any] = {"task": task, "method": method, "labels": list(labels), **(extra or {})}
     if base_model is not None:
         base = Path(base_model).resolve()
         info["base_model"] = str(base)
@@ -163,9 +170,12 @@ def load_model(
 ) -> tuple[Any, Any]:
     """(model in eval mode on `device`, tokenizer) for the model at `path`.
 
-    task: "causal-lm" (next-token head) or "classify" (sequence classifier;
+    task: "causal-lm" (next-token head), "classify" (sequence classifier;
     label names from `labels`, else from the model's `kolm_task.json`, else
-    its config). An adapter dir loads as a `PeftModel` over its base;
+    its config; one label makes it a regression), "token-classify" (a tag per
+    token) or "span-qa" (answer start/end per token); the last two wrap the
+    causal LM in `kolm.models.task_heads.TaskHeadModel`, with the head's
+    weights from `task_head.safetensors` when the dir has them. An adapter dir loads as a `PeftModel` over its base;
     `merge=True` folds LoRA/DoRA/IA3 updates into the weights (what the
     generation engine wants). `dtype`: "fp32", "bf16", "fp16", a torch dtype,
     or None for the checkpoint's own. `quant` (`kolm.models.quant.QUANTS`):
@@ -256,9 +266,21 @@ def _from_pretrained(
     if task == "classify" and pad_token_id is not None:
         kwargs["pad_token_id"] = pad_token_id
     try:
-        return _auto_class(task).from_pretrained(str(model_dir), **kwargs)
+        model = _auto_class(task).from_pretrained(str(model_dir), **kwargs)
     except Exception as exc:  # noqa: BLE001 - every unreadable checkpoint becomes one line naming the file
         raise CheckpointError(_describe_load_error(model_dir, exc)) from exc
+    if task in _HEAD_KINDS:
+        from kolm.models.task_heads import HEAD_FILE, TaskHeadModel
+
+        if task == "token-classify" and not labels:
+            raise KolmError(f"a token classifier needs its tag names; {model_dir} records none (kolm_task.json)")
+        model = TaskHeadModel(model, _HEAD_KINDS[task], num_labels=len(labels) or 2)
+        if (model_dir / HEAD_FILE).is_file():
+            try:
+                model.load_head(model_dir)
+            except Exception as exc:  # noqa: BLE001 - a head of another task or a corrupt file: one line
+                raise CheckpointError(f"cannot load {model_dir / HEAD_FILE}: {_first_line(exc)}") from None
+    return model
 
 
 def _describe_load_error(model_dir: Path, exc: BaseException) -> str:

@@ -1,0 +1,223 @@
+"""The official metrics of KLUE's STS, NER, MRC and RE, as the KLUE paper reports them (in %).
+
+* STS: Pearson r of the predicted and gold similarity, and F1 of the
+  paraphrase decision at the 3.0 threshold (gold: `binary-label`).
+* NER: entity-level micro F1 (conlleval/seqeval rules: an entity is a maximal
+  B-X I-X ... run, an I-X after O or another type starts one; a span counts
+  only when its start, end and type all match) and character-level macro F1
+  over the 12 B-/I- tags (O left out; a tag absent from both gold and
+  predictions scores 1, as KLUE's `zero_division=1`).
+* MRC: exact match and character-level ROUGE-W (weighted LCS, f(k) = k^1.2,
+  the ROUGE-1.5.5 default) and character F1 after KLUE's normalization
+  (punctuation and whitespace removed); the best over the gold answers. An
+  unanswerable question's gold answer is "": only an empty prediction scores.
+* RE: micro F1 over the relation classes without `no_relation`, and AUPRC:
+  the average precision of each class one-vs-rest, averaged over the classes
+  that occur in the gold labels.
+"""
+
+from __future__ import annotations
+
+import string
+from collections import Counter
+from collections.abc import Sequence
+
+__all__ = [
+    "sts_scores",
+    "entities",
+    "entity_f1",
+    "char_f1",
+    "ner_scores",
+    "normalize_answer",
+    "exact_match",
+    "answer_char_f1",
+    "rouge_w",
+    "mrc_scores",
+    "re_scores",
+]
+
+
+def _pct(x: float) -> float:
+    return round(100.0 * float(x), 4)
+
+
+# ----------------------------------------------------------------------------
+# STS
+
+
+def sts_scores(pred: Sequence[float], gold: Sequence[float], gold_binary: Sequence[int] | None = None) -> dict:
+    """{pearson, f1, n}: Pearson r x 100 and paraphrase F1 x 100 at the 3.0 threshold."""
+    from scipy.stats import pearsonr
+    from sklearn.metrics import f1_score
+
+    if len(pred) != len(gold) or not gold:
+        raise ValueError(f"sts_scores: {len(pred)} predictions for {len(gold)} gold scores")
+    binary = list(gold_binary) if gold_binary is not None else [int(g >= 3.0) for g in gold]
+    constant = len(set(pred)) < 2 or len(set(gold)) < 2
+    r = 0.0 if constant else float(pearsonr(pred, gold).statistic)
+    f1 = f1_score(binary, [int(p >= 3.0) for p in pred], zero_division=0)
+    return {"pearson": _pct(r), "f1": _pct(f1), "n": len(gold)}
+
+
+# ----------------------------------------------------------------------------
+# NER
+
+
+def entities(tags: Sequence[str]) -> list[tuple[int, int, str]]:
+    """The (start, end exclusive, type) spans of a BIO tag sequence, by conlleval's rules."""
+    spans: list[tuple[int, int, str]] = []
+    start, kind = -1, ""
+    for i, tag in enumerate(list(tags) + ["O"]):
+        prefix, _, t = tag.partition("-")
+        continues = prefix == "I" and t == kind and start >= 0
+        if start >= 0 and not continues:
+            spans.append((start, i, kind))
+            start, kind = -1, ""
+        if prefix in ("B", "I") and not continues:
+            start, kind = i, t
+    return spans
+
+
+def entity_f1(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict:
+    """Entity-level micro {precision, recall, f1} x 100 over sentences of tags; partial spans count as wrong."""
+    if len(gold) != len(pred):
+        raise ValueError(f"entity_f1: {len(pred)} predicted sentences for {len(gold)} gold sentences")
+    g = {(i, *s) for i, tags in enumerate(gold) for s in entities(tags)}
+    p = {(i, *s) for i, tags in enumerate(pred) for s in entities(tags)}
+    hit = len(g & p)
+    precision = hit / len(p) if p else 0.0
+    recall = hit / len(g) if g else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": _pct(precision), "recall": _pct(recall), "f1": _pct(f1)}
+
+
+def char_f1(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], tags: Sequence[str]) -> float:
+    """Character-level macro F1 x 100 over `tags` (KLUE passes the B-/I- tags; `zero_division=1`)."""
+    from sklearn.metrics import f1_score
+
+    g = [t for s in gold for t in s]
+    p = [t for s in pred for t in s]
+    if len(g) != len(p):
+        raise ValueError(f"char_f1: {len(p)} predicted characters for {len(g)} gold characters")
+    return _pct(f1_score(g, p, labels=list(tags), average="macro", zero_division=1))
+
+
+def ner_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], tags: Sequence[str]) -> dict:
+    """{entity_f1, char_f1, entity_precision, entity_recall, n}; `tags` are the tag set (O is left out)."""
+    ent = entity_f1(gold, pred)
+    return {
+        "entity_f1": ent["f1"],
+        "char_f1": char_f1(gold, pred, [t for t in tags if t != "O"]),
+        "entity_precision": ent["precision"],
+        "entity_recall": ent["recall"],
+        "n": len(gold),
+    }
+
+
+# ----------------------------------------------------------------------------
+# MRC
+
+_PUNCT = set(string.punctuation) | set("‘’´`_·「」『』《》〈〉“”…")
+
+
+def normalize_answer(text: str) -> str:
+    """KLUE-MRC normalization: no punctuation (ASCII and common CJK quotes) and no whitespace at all."""
+    text = "".join(ch for ch in text if ch not in _PUNCT)
+    return "".join(text.split())
+
+
+def exact_match(pred: str, golds: Sequence[str]) -> float:
+    """1.0 when the normalized prediction equals a normalized gold answer ("" for unanswerable)."""
+    return float(any(normalize_answer(pred) == normalize_answer(g) for g in (list(golds) or [""])))
+
+
+def answer_char_f1(pred: str, golds: Sequence[str]) -> float:
+    """The best character-overlap F1 of the normalized prediction against the gold answers."""
+    best = 0.0
+    p = normalize_answer(pred)
+    for g in list(golds) or [""]:
+        g = normalize_answer(g)
+        if not p or not g:
+            best = max(best, float(p == g))
+            continue
+        common = sum((Counter(p) & Counter(g)).values())
+        if common:
+            prec, rec = common / len(p), common / len(g)
+            best = max(best, 2 * prec * rec / (prec + rec))
+    return best
+
+
+def _wlcs(a: str, b: str, weight: float) -> float:
+    """Weighted longest common subsequence (Lin 2004): consecutive matches of length k are worth k^weight."""
+    m, n = len(a), len(b)
+    c = [[0.0] * (n + 1) for _ in range(m + 1)]
+    w = [[0] * (n + 1) for _ in range(m + 1)]
+    for i in range(1, m + 1):
+        for j in range(1, n + 1):
+            if a[i - 1] == b[j - 1]:
+                k = w[i - 1][j - 1]
+                c[i][j] = c[i - 1][j - 1] + (k + 1) ** weight - k**weight
+                w[i][j] = k + 1
+            elif c[i - 1][j] > c[i][j - 1]:
+                c[i][j] = c[i - 1][j]
+            else:
+                c[i][j] = c[i][j - 1]
+    return c[m][n]
+
+
+def rouge_w(pred: str, golds: Sequence[str], weight: float = 1.2) -> float:
+    """The best character-level ROUGE-W F1 of the normalized prediction against the gold answers."""
+    best = 0.0
+    p = normalize_answer(pred)
+    for g in list(golds) or [""]:
+        g = normalize_answer(g)
+        if not p or not g:
+            best = max(best, float(p == g))
+            continue
+        score = _wlcs(g, p, weight)
+        recall = (score / len(g) ** weight) ** (1 / weight)
+        precision = (score / len(p) ** weight) ** (1 / weight)
+        if recall + precision:
+            best = max(best, 2 * recall * precision / (recall + precision))
+    return best
+
+
+def mrc_scores(preds: dict[str, str], golds: dict[str, Sequence[str]]) -> dict:
+    """{exact_match, rouge_w, char_f1, n} x 100 over the questions of `golds` (a missing prediction is "")."""
+    if not golds:
+        raise ValueError("mrc_scores: no questions")
+    em = rw = f1 = 0.0
+    for qid, answers in golds.items():
+        pred = preds.get(qid, "")
+        em += exact_match(pred, answers)
+        rw += rouge_w(pred, answers)
+        f1 += answer_char_f1(pred, answers)
+    n = len(golds)
+    return {"exact_match": _pct(em / n), "rouge_w": _pct(rw / n), "char_f1": _pct(f1 / n), "n": n}
+
+
+# ----------------------------------------------------------------------------
+# RE
+
+
+def re_scores(gold: Sequence[int], probs: Sequence[Sequence[float]], labels: Sequence[str]) -> dict:
+    """{micro_f1, auprc, accuracy, n} x 100: micro F1 without `no_relation`, AUPRC over the classes present."""
+    import numpy as np
+    from sklearn.metrics import average_precision_score, f1_score
+
+    scores = np.asarray(probs, dtype=float)  # (N, classes)
+    if scores.shape != (len(gold), len(labels)):
+        raise ValueError(
+            f"re_scores: probabilities of shape {scores.shape} for {len(gold)} examples, {len(labels)} labels"
+        )
+    pred = scores.argmax(-1)
+    y = np.asarray(gold)
+    keep = [k for k, name in enumerate(labels) if name != "no_relation"]
+    micro = f1_score(y, pred, labels=keep, average="micro", zero_division=0)
+    per_class = [average_precision_score(y == k, scores[:, k]) for k in range(len(labels)) if (y == k).any()]
+    return {
+        "micro_f1": _pct(micro),
+        "auprc": _pct(sum(per_class) / len(per_class)) if per_class else 0.0,
+        "accuracy": _pct(float((pred == y).mean())),
+        "n": len(gold),
+    }

@@ -1,0 +1,123 @@
+"""KLUE metrics against hand-computed cases (every number below is worked out in the comment beside it)."""
+
+from __future__ import annotations
+
+import pytest
+
+from kolm.data.klue import NER_TAGS, RE_LABELS
+from kolm.metrics.klue import (
+    answer_char_f1,
+    char_f1,
+    entities,
+    entity_f1,
+    exact_match,
+    mrc_scores,
+    ner_scores,
+    re_scores,
+    rouge_w,
+    sts_scores,
+)
+
+
+def test_sts_pearson_and_f1_at_three():
+    # x = 1..4, y = 2,1,4,3: deviations (-1.5,-.5,.5,1.5) and (-.5,-1.5,1.5,.5), covariance sum 3, variances 5 -> r = 0.6
+    assert sts_scores([1, 2, 3, 4], [2, 1, 4, 3])["pearson"] == pytest.approx(60.0)
+    # predictions 3.0 (paraphrase: the threshold is inclusive), 2.9, 4.0, 1.0 against binary gold 1, 1, 0, 0:
+    # TP 1, FP 1, FN 1 -> precision 1/2, recall 1/2, F1 1/2
+    out = sts_scores([3.0, 2.9, 4.0, 1.0], [3.2, 3.5, 2.0, 0.4], [1, 1, 0, 0])
+    assert out["f1"] == pytest.approx(50.0) and out["n"] == 4
+    # without binary labels, gold >= 3.0 decides
+    assert sts_scores([3.0, 2.9, 4.0, 1.0], [3.2, 3.5, 2.0, 0.4])["f1"] == pytest.approx(50.0)
+    assert sts_scores([1.0, 1.0], [0.0, 5.0])["pearson"] == 0.0  # constant predictions: r is undefined, reported 0
+
+
+def test_entities_follow_conlleval():
+    assert entities(["B-PS", "I-PS", "O", "B-LC", "I-LC"]) == [(0, 2, "PS"), (3, 5, "LC")]
+    assert entities(["I-PS", "I-PS", "O"]) == [(0, 2, "PS")]  # I- after O starts an entity
+    assert entities(["B-PS", "I-LC", "I-LC"]) == [(0, 1, "PS"), (1, 3, "LC")]  # a type change starts another
+    assert entities(["B-DT", "B-DT"]) == [(0, 1, "DT"), (1, 2, "DT")]
+    assert entities(["O", "O"]) == []
+
+
+def test_entity_f1_partial_and_boundary_mismatch_count_wrong():
+    gold = [
+        ["B-PS", "I-PS", "O", "B-LC", "I-LC"],  # PS [0,2), LC [3,5)
+        ["B-DT", "I-DT", "I-DT", "O"],  # DT [0,3)
+        ["B-OG", "I-OG", "O"],  # OG [0,2)
+    ]
+    pred = [
+        ["B-PS", "I-PS", "O", "B-LC", "O"],  # PS right; LC cut short (partial) -> wrong
+        ["O", "B-DT", "I-DT", "I-DT"],  # boundary mismatch on both sides -> wrong
+        ["B-PS", "I-PS", "O"],  # right span, wrong type -> wrong
+    ]
+    # gold 4 entities, predicted 4, 1 exact -> precision 1/4, recall 1/4, F1 1/4
+    out = entity_f1(gold, pred)
+    assert out == {"precision": 25.0, "recall": 25.0, "f1": 25.0}
+    # an extra predicted entity lowers precision only: 1 right of 5 predicted, of 4 gold -> F1 = 2/9
+    pred[2] = ["B-PS", "I-PS", "B-QT"]
+    assert entity_f1(gold, pred)["f1"] == pytest.approx(100 * 2 / 9, abs=1e-3)
+
+
+def test_character_level_macro_f1_over_the_bio_tags():
+    gold = [["B-PS", "I-PS", "O", "B-LC"]]
+    pred = [["B-PS", "O", "O", "B-LC"]]
+    # B-PS: F1 1; I-PS: 1 gold, 0 predicted -> F1 0; B-LC: F1 1; the 9 tags absent from both score 1 (KLUE's
+    # zero_division=1); O is not one of the 12 -> (1 + 0 + 1 + 9) / 12
+    tags = [t for t in NER_TAGS if t != "O"]
+    assert char_f1(gold, pred, tags) == pytest.approx(100 * 11 / 12, abs=1e-3)
+    out = ner_scores(gold, pred, NER_TAGS)
+    assert out["char_f1"] == pytest.approx(100 * 11 / 12, abs=1e-3)
+    assert out["entity_f1"] == 50.0  # LC matches; PS [0,1) is a partial span of the gold [0,2): 1 of 2 each way
+    with pytest.raises(ValueError):
+        char_f1(gold, [["O"]], tags)
+
+
+def test_mrc_exact_match_and_char_f1_with_unanswerable():
+    assert exact_match("조선중기.", ["조선 중기"]) == 1.0  # spaces and punctuation do not count
+    assert exact_match("", []) == 1.0 and exact_match("조선", []) == 0.0  # unanswerable: only "" is right
+    assert exact_match("", ["조선"]) == 0.0
+    # 학익진을 vs 학익진: 3 common characters, precision 3/4, recall 1 -> F1 6/7
+    assert answer_char_f1("학익진을", ["학익진"]) == pytest.approx(6 / 7)
+    assert answer_char_f1("x", ["가나", "x"]) == 1.0  # the best over the gold answers
+    preds = {"a": "조선 중기", "b": "학익", "c": "", "d": ""}
+    golds = {"a": ["조선 중기"], "b": ["학익진"], "c": ["세종대왕"], "d": []}
+    out = mrc_scores(preds, golds)
+    # EM: a and d -> 2/4. char F1: a 1, b (precision 1, recall 2/3 -> 0.8), c 0, d 1 -> 2.8 / 4
+    assert out["exact_match"] == 50.0
+    assert out["char_f1"] == pytest.approx(70.0)
+    assert out["n"] == 4
+
+
+def test_rouge_w_weights_consecutive_matches():
+    f = lambda k: k**1.2  # noqa: E731 - ROUGE-1.5.5's default weighting
+    # gold 가나다라, prediction 가X나다라: the common subsequence 가 + 나다라 is runs of 1 and 3
+    wlcs = f(1) + f(3)
+    recall = (wlcs / f(4)) ** (1 / 1.2)
+    precision = (wlcs / f(5)) ** (1 / 1.2)
+    assert rouge_w("가X나다라", ["가나다라"]) == pytest.approx(2 * recall * precision / (recall + precision))
+    # one run covering the gold: recall 1, precision 3/4
+    assert rouge_w("학익진을", ["학익진"]) == pytest.approx(2 * 0.75 / 1.75)
+    assert rouge_w("", []) == 1.0 and rouge_w("가", []) == 0.0
+    # the same characters in another order weigh less than in one run
+    assert rouge_w("라다나가", ["가나다라"]) < rouge_w("가나다라", ["가나다라"]) == 1.0
+
+
+def test_re_micro_f1_without_no_relation_and_auprc():
+    no_rel, a, b = 0, 1, 2  # no_relation, org:dissolved, org:founded
+    gold = [no_rel, a, b, b]
+    k = len(RE_LABELS)
+
+    def row(p0, p1, p2):
+        return [p0, p1, p2] + [0.0] * (k - 3)
+
+    probs = [row(0.7, 0.2, 0.1), row(0.1, 0.8, 0.1), row(0.2, 0.5, 0.3), row(0.5, 0.1, 0.05)]
+    # predicted: no_relation, a, a, no_relation. Without no_relation: TP 1 (a), FP 1 (a for b), FN 2 (both b)
+    # -> precision 1/2, recall 1/3, F1 0.4
+    out = re_scores(gold, probs, RE_LABELS)
+    assert out["micro_f1"] == pytest.approx(40.0)
+    assert out["accuracy"] == 50.0
+    # AP per class present in gold: no_relation 1 (its one positive ranks first), a 1, and b: ranked c 0.3,
+    # then a/b 0.1 (tied), then d 0.05 -> 0.5 x 1 + 0.5 x 2/4 = 0.75; mean (1 + 1 + 0.75) / 3
+    assert out["auprc"] == pytest.approx(100 * 2.75 / 3, abs=1e-3)
+    # predicting no_relation for everything scores 0 micro-F1, not the share of no_relation rows
+    assert re_scores([0, 0, 1], [row(1, 0, 0)] * 3, RE_LABELS)["micro_f1"] == 0.0
