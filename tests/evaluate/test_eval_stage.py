@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from kolm.config import load_config
-from kolm.errors import CheckpointError, ConfigError, DataError
+from kolm.errors import CheckpointError, ConfigError, DataError, KolmError
 from kolm.run import run_stage
 
 VALIDATION = ["오늘 서울 날씨 맑다 .", "영화 정말 좋다 , 배우 연기 최고 .", "이야기 너무 재미 없다 ."]
@@ -184,3 +184,36 @@ def test_core_function_without_a_run(tmp_path, tiny_model_dir):
         for p in PROMPTS
     ]
     assert outputs == expected
+
+
+def test_eval_quant_int8_loads_the_model_quantized(tmp_path, tiny_model_dir):
+    """`eval.quant=int8` scores the int8 model (dynamic linear layers): recorded in eval.json, its bits per
+    character close to the fp32 model's on the same text, and a CUDA-only quant on the CPU is a one-line error."""
+    from kolm.evaluate.config import EvalConfig
+    from kolm.evaluate.stage import evaluate
+    from kolm.models.quant import int8_available
+
+    if not int8_available():
+        pytest.skip("this torch has no CPU int8 dynamic quantization")
+    lm_file = tmp_path / "held.txt"
+    lm_file.write_text("\n".join(VALIDATION), encoding="utf-8")
+    common = dict(fewshot=False, generation=False, lm_file=str(lm_file))
+    fp32 = evaluate(EvalConfig(**common), model=tiny_model_dir, out=tmp_path / "fp32").results
+    int8 = evaluate(EvalConfig(**common, quant="int8"), model=tiny_model_dir, out=tmp_path / "int8").results
+    assert fp32["quant"] is None and int8["quant"] == "int8"
+    assert json.loads((tmp_path / "int8" / "eval.json").read_text(encoding="utf-8"))["quant"] == "int8"
+    assert int8["lm"]["bpc"] != fp32["lm"]["bpc"]  # the quantized weights really were used
+    assert int8["lm"]["bpc"] == pytest.approx(fp32["lm"]["bpc"], rel=0.05)
+    with pytest.raises(KolmError, match="needs a CUDA GPU"):
+        evaluate(EvalConfig(**common, quant="nf4"), model=tiny_model_dir, out=tmp_path / "nf4")
+    with pytest.raises(ConfigError, match="quant: .int3. is not allowed"):
+        EvalConfig(quant="int3")
+
+
+def test_kolm_eval_quant_option_is_the_config_key(capsys):
+    from kolm.cli.main import main, shortcut_overrides
+
+    assert shortcut_overrides("eval", {"quant": "int8"}) == ["eval.quant=int8"]
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    assert "--quant" in capsys.readouterr().out

@@ -45,6 +45,7 @@ SHORTCUTS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "eval": (
         ("suite", "eval.suite", "klue: only the KLUE benchmark table (KLUE 벤치마크 표)"),
         ("model", "eval.model", "model dir to evaluate (with --suite klue: a run dir, finetune dir or task model)"),
+        ("quant", "eval.quant", "evaluate quantized: int8 (CPU dynamic), bf16, nf4 / llm-int8 (CUDA) (양자화)"),
     ),
 }
 

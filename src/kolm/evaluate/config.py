@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kolm.errors import ConfigError
+from kolm.models.quant import QUANTS
 from kolm.sections import Section, option
 
 __all__ = ["EvalConfig", "JudgeConfig"]
@@ -46,6 +47,11 @@ class EvalConfig(Section):
     )
     klue_max_examples: int = option(0, help="score at most this many dev examples per KLUE task (0 = all)", ge=0)
     device: str | None = option(None, help="device override (default: the run's device)")
+    quant: str | None = option(
+        None,
+        help="evaluate models loaded quantized: int8 (CPU dynamic), bf16, nf4 / llm-int8 (CUDA, bitsandbytes)",
+        choices=[None, *QUANTS],
+    )
     # language modelling
     lm: bool = option(True, help="perplexity and bits per character on held-out text")
     lm_file: str | None = option(

@@ -70,10 +70,10 @@ def _parameters(model: Any) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _load(path: Path, device: str, task: str = "causal-lm") -> tuple[Any, Any]:
+def _load(cfg: EvalConfig, path: Path, device: str, task: str = "causal-lm") -> tuple[Any, Any]:
     from kolm.models.loading import load_model
 
-    return load_model(path, task=task, device=device)
+    return load_model(path, task=task, device=device, quant=cfg.quant)
 
 
 # ----------------------------------------------------------------------------
@@ -162,7 +162,7 @@ def _fewshot(
     out: dict[str, Any] = {"template": template.name, "verbalizers": template.verbalizers, "models": []}
     samples: list[dict[str, Any]] = []
     for mname, mpath in models:
-        m, t = (model, tok) if mpath is None else _load(mpath, device)
+        m, t = (model, tok) if mpath is None else _load(cfg, mpath, device)
         if mpath is not None:
             inputs.append(mpath)
         rows = []
@@ -280,7 +280,7 @@ def _classify(
     from kolm.metrics.classification import classification_report
 
     inputs.append(task_dir)
-    model, tok = _load(task_dir, device, task="classify")
+    model, tok = _load(cfg, task_dir, device, task="classify")
     labels = classifier_labels(model, task_dir)
     if cfg.classify_file:
         pairs, labels = read_labelled(cfg.classify_file, cfg.labels or labels, cfg.labelled_text_field, cfg.label_field)
@@ -403,7 +403,7 @@ def _safety(
     out: dict[str, Any] = {"source": str(path), "reward_model": str(reward_dir) if reward_dir else None, "models": {}}
     for name, mdir in models.items():
         inputs.append(mdir)
-        model, tok = _load(mdir, device)
+        model, tok = _load(cfg, mdir, device)
         with progress.task(f"eval: safety probes ({name})", total=len(probes)) as bar:
             answers = []
             for p in probes:
@@ -464,14 +464,14 @@ def evaluate(
         jc = cfg.judge
         JudgeClient(jc.base_url, jc.model, jc.api_key_env, jc.timeout).check()
     try:
-        lm, tok = _load(model_dir, device)
+        lm, tok = _load(cfg, model_dir, device)
     except CheckpointError as exc:
         raise CheckpointError(
             f"{exc} (the model to evaluate: set eval.model=<model dir> or run `kolm pretrain`)"
         ) from None
     inputs: list[Path] = [model_dir]
     name = _name(model_dir, run_dir)
-    res: dict[str, Any] = {"model": str(model_dir), "params": _parameters(lm), "device": device}
+    res: dict[str, Any] = {"model": str(model_dir), "params": _parameters(lm), "device": device, "quant": cfg.quant}
     notes: list[str] = []
     out.mkdir(parents=True, exist_ok=True)
     samples_path = out / "samples.jsonl"
@@ -507,7 +507,7 @@ def evaluate(
             )
         if (ft_dir / "sft").exists() and prompts:
             inputs.append(ft_dir / "sft")
-            sft, sft_tok = _load(ft_dir / "sft", device)
+            sft, sft_tok = _load(cfg, ft_dir / "sft", device)
             systems["sft"] = _generate_all(cfg, sft, sft_tok, prompts, "sft", True, progress)
             if cfg.generation:
                 if m := _metrics_for(cfg, prompts, systems["sft"]):
