@@ -41,6 +41,8 @@ def test_lora_classifier_writes_peft_adapter_and_scores(tmp_path, tiny_base):
     assert set(res.test) >= {"accuracy", "macro_f1", "confusion_matrix"} and res.test["n"] == 40
     ev = json.loads((tmp_path / "classify" / "eval.json").read_text(encoding="utf-8"))
     assert ev["method"] == "lora" and ev["test"] == res.test
+    pad = ev["padding_share"]  # batches by length (the default) pad less than random batches of the same rows
+    assert pad["grouped"] is True and 0 <= pad["by_length"] < pad["random"] < 1
     # The reported test scores are those of the saved adapter: predict the test split again from disk.
     from kolm.data.batching import encode_classification
     from kolm.data.tasks import load_classification

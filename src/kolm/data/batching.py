@@ -9,16 +9,34 @@ row is its pooled token (EOS, which has seen the whole text). Language-model
 rows (SFT, few-shot scoring) pad on the right: every row's positions then
 start at 0, and with the attention mask a padded row scores exactly as it
 would alone. torch is imported only when tensors are built.
+
+Training batches by length (`batch_plan(..., by_length=True)`): short reviews
+and long ones drawn into the same batch make every row as long as the
+longest, and on a CPU the padding is computed like real tokens. Rows are
+shuffled, sorted by length inside windows of `window` batches, cut into
+batches, and the batches shuffled again: each batch holds rows of similar
+length while the order of lengths across steps stays random (the grouping of
+Hugging Face Trainer's `group_by_length`, written here for our row lists).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any
 
 from kolm.errors import DataError
 
-__all__ = ["pad_token_id", "encode_for_classifier", "encode_classification", "encode_sft", "pad_rows", "collate"]
+__all__ = [
+    "pad_token_id",
+    "encode_for_classifier",
+    "encode_classification",
+    "encode_sft",
+    "pad_rows",
+    "collate",
+    "batch_plan",
+    "padding_share",
+]
 
 
 def pad_token_id(tokenizer: Any) -> int:
@@ -94,3 +112,29 @@ def collate(rows: Sequence[dict[str, Any]], pad_id: int, *, left: bool) -> dict[
     else:
         labels = torch.tensor([r["label"] for r in rows])
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def batch_plan(
+    lengths: Sequence[int], batch_size: int, rng: random.Random, *, by_length: bool, window: int = 50
+) -> list[list[int]]:
+    """One epoch of training batches as lists of row indices (the last partial batch dropped).
+
+    Random order; with `by_length`, rows of similar length share a batch (see the module docstring).
+    """
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    if by_length:
+        span = batch_size * window
+        order = [i for s in range(0, len(order), span) for i in sorted(order[s : s + span], key=lengths.__getitem__)]
+    stop = len(order) - batch_size + 1 if len(order) >= batch_size else 1
+    batches = [order[i : i + batch_size] for i in range(0, stop, batch_size)]
+    if by_length:
+        rng.shuffle(batches)
+    return batches
+
+
+def padding_share(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
+    """The share of padding among the positions the model computes for `batches` (each row padded to its longest)."""
+    computed = sum(len(b) * max(lengths[i] for i in b) for b in batches if b)
+    real = sum(lengths[i] for b in batches for i in b)
+    return 1.0 - real / computed if computed else 0.0

@@ -35,6 +35,9 @@ class FinetuneConfig(Section):
     epochs: float = option(0.0, help="if > 0, train this many epochs instead of max_steps", ge=0)
     batch_size: int = option(16, help="examples per step", ge=1)
     seq_len: int = option(128, help="maximum tokens per example", ge=8)
+    group_by_length: bool = option(
+        True, help="batch examples of similar length together (less padding; the order of batches stays random)"
+    )
     lr: float | None = option(None, help="learning rate; default depends on the method (see methods.py)", gt=0)
     weight_decay: float = option(0.0, help="AdamW weight decay", ge=0)
     warmup_steps: int = option(10, help="linear warm-up steps", ge=0)

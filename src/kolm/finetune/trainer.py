@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from kolm.data.batching import collate, encode_classification, encode_sft, pad_token_id
+from kolm.data.batching import batch_plan, collate, encode_classification, encode_sft, pad_token_id, padding_share
 from kolm.data.tasks import load_classification, load_sft
 from kolm.errors import KolmError
 from kolm.files import write_json
@@ -111,15 +111,23 @@ class _PeakRSS:
 
 
 def _batches(
-    rows: list[dict[str, Any]], batch_size: int, pad_id: int, left: bool, seed: int
+    rows: list[dict[str, Any]], batch_size: int, pad_id: int, left: bool, seed: int, by_length: bool
 ) -> Iterator[dict[str, Any]]:
-    """Endless shuffled batches, reshuffled each epoch with a fixed seed."""
+    """Endless batches, a new `batch_plan` each epoch from one seeded generator."""
     rng = random.Random(seed)
-    order = list(range(len(rows)))
+    lengths = [len(r["input_ids"]) for r in rows]
     while True:
-        rng.shuffle(order)
-        for i in range(0, len(order) - batch_size + 1 if len(order) >= batch_size else 1, batch_size):
-            yield collate([rows[j] for j in order[i : i + batch_size]], pad_id, left=left)
+        for batch in batch_plan(lengths, batch_size, rng, by_length=by_length):
+            yield collate([rows[j] for j in batch], pad_id, left=left)
+
+
+def _padding(rows: list[dict[str, Any]], batch_size: int, seed: int) -> dict[str, float]:
+    """Padding share of one epoch's batches by length and at random (what grouping saves), for eval.json."""
+    lengths = [len(r["input_ids"]) for r in rows]
+    return {
+        name: round(padding_share(lengths, batch_plan(lengths, batch_size, random.Random(seed), by_length=grouped)), 4)
+        for name, grouped in (("by_length", True), ("random", False))
+    }
 
 
 def _evaluate(
@@ -255,7 +263,7 @@ def finetune(
     )
     optimizer = build_adamw(model, lr=cfg.lr or DEFAULT_LR[method], weight_decay=cfg.weight_decay)
     scheduler = build_scheduler(optimizer, "cosine", min(cfg.warmup_steps, max(1, steps // 10)), steps)
-    batches = _batches(train_rows, cfg.batch_size, pad_id, task == "classify", seed)
+    batches = _batches(train_rows, cfg.batch_size, pad_id, task == "classify", seed, cfg.group_by_length)
     t0 = time.perf_counter()
     with _PeakRSS(device) as mem, progress.task(f"finetune {task}/{method}", total=steps) as bar:
         state = train(
@@ -299,6 +307,8 @@ def finetune(
             "output_dir": target.name,
             "trainable_pct": result.trainable_pct,
             "best_step": state.best_step,
+            # one epoch's padding among computed positions, batched by length and at random; `grouped` says which ran
+            "padding_share": {**_padding(train_rows, cfg.batch_size, seed), "grouped": cfg.group_by_length},
         },
     )
     return result
