@@ -31,10 +31,10 @@ def test_sts_pearson_and_f1_at_three():
     assert sts_scores([1.0, 1.0], [0.0, 5.0])["pearson"] == 0.0  # constant predictions: r is undefined, reported 0
 
 
-def test_entities_follow_conlleval():
+def test_entities_follow_strict_iob2():
     assert entities(["B-PS", "I-PS", "O", "B-LC", "I-LC"]) == [(0, 2, "PS"), (3, 5, "LC")]
-    assert entities(["I-PS", "I-PS", "O"]) == [(0, 2, "PS")]  # I- after O starts an entity
-    assert entities(["B-PS", "I-LC", "I-LC"]) == [(0, 1, "PS"), (1, 3, "LC")]  # a type change starts another
+    assert entities(["I-PS", "I-PS", "O"]) == []  # strict IOB2: I- without its B- is no entity
+    assert entities(["B-PS", "I-LC", "I-LC"]) == [(0, 1, "PS")]  # a type change ends PS; the I-LC run is invalid
     assert entities(["B-DT", "B-DT"]) == [(0, 1, "DT"), (1, 2, "DT")]
     assert entities(["O", "O"]) == []
 
@@ -50,26 +50,30 @@ def test_entity_f1_partial_and_boundary_mismatch_count_wrong():
         ["O", "B-DT", "I-DT", "I-DT"],  # boundary mismatch on both sides -> wrong
         ["B-PS", "I-PS", "O"],  # right span, wrong type -> wrong
     ]
-    # gold 4 entities, predicted 4, 1 exact -> precision 1/4, recall 1/4, F1 1/4
+    # Pooled: gold 4 entities, predicted 4, 1 exact -> precision = recall = micro F1 = 1/4.
+    # Per type (KLUE's macro): PS 1 right of 2 predicted, 1 gold -> F1 2/3; LC, DT, OG 0 -> (2/3) / 4
     out = entity_f1(gold, pred)
-    assert out == {"precision": 25.0, "recall": 25.0, "f1": 25.0}
-    # an extra predicted entity lowers precision only: 1 right of 5 predicted, of 4 gold -> F1 = 2/9
+    assert out["precision"] == out["recall"] == out["micro_f1"] == 25.0
+    assert out["f1"] == pytest.approx(100 / 6, abs=1e-3)
+    # an extra predicted entity of a new type: micro 1 of 5 predicted, of 4 gold -> 2/9; macro (2/3) / 5 types
     pred[2] = ["B-PS", "I-PS", "B-QT"]
-    assert entity_f1(gold, pred)["f1"] == pytest.approx(100 * 2 / 9, abs=1e-3)
+    out = entity_f1(gold, pred)
+    assert out["micro_f1"] == pytest.approx(100 * 2 / 9, abs=1e-3)
+    assert out["f1"] == pytest.approx(100 * 2 / 15, abs=1e-3)
 
 
-def test_character_level_macro_f1_over_the_bio_tags():
+def test_character_level_macro_f1_over_all_tags():
     gold = [["B-PS", "I-PS", "O", "B-LC"]]
     pred = [["B-PS", "O", "O", "B-LC"]]
-    # B-PS: F1 1; I-PS: 1 gold, 0 predicted -> F1 0; B-LC: F1 1; the 9 tags absent from both score 1 (KLUE's
-    # zero_division=1); O is not one of the 12 -> (1 + 0 + 1 + 9) / 12
-    tags = [t for t in NER_TAGS if t != "O"]
-    assert char_f1(gold, pred, tags) == pytest.approx(100 * 11 / 12, abs=1e-3)
+    # B-PS: F1 1; I-PS: 1 gold, 0 predicted -> 0; O: 1 gold, 2 predicted, 1 right -> 2/3; B-LC: 1; the 9 tags
+    # absent from both score 1 (KLUE's zero_division=True) -> (1 + 0 + 2/3 + 1 + 9) / 13
+    assert char_f1(gold, pred, NER_TAGS) == pytest.approx(100 * (35 / 3) / 13, abs=1e-3)
     out = ner_scores(gold, pred, NER_TAGS)
-    assert out["char_f1"] == pytest.approx(100 * 11 / 12, abs=1e-3)
-    assert out["entity_f1"] == 50.0  # LC matches; PS [0,1) is a partial span of the gold [0,2): 1 of 2 each way
+    assert out["char_f1"] == pytest.approx(100 * (35 / 3) / 13, abs=1e-3)
+    # LC matches; PS [0,1) is a partial span of the gold [0,2): per type 0 and 1 -> macro 1/2, pooled 1 of 2
+    assert out["entity_f1"] == out["entity_micro_f1"] == 50.0
     with pytest.raises(ValueError):
-        char_f1(gold, [["O"]], tags)
+        char_f1(gold, [["O"]], NER_TAGS)
 
 
 def test_mrc_exact_match_and_char_f1_with_unanswerable():
@@ -116,8 +120,10 @@ def test_re_micro_f1_without_no_relation_and_auprc():
     out = re_scores(gold, probs, RE_LABELS)
     assert out["micro_f1"] == pytest.approx(40.0)
     assert out["accuracy"] == 50.0
-    # AP per class present in gold: no_relation 1 (its one positive ranks first), a 1, and b: ranked c 0.3,
-    # then a/b 0.1 (tied), then d 0.05 -> 0.5 x 1 + 0.5 x 2/4 = 0.75; mean (1 + 1 + 0.75) / 3
-    assert out["auprc"] == pytest.approx(100 * 2.75 / 3, abs=1e-3)
+    # Area under each present class's precision-recall curve (trapezoidal, as KLUE's baseline): no_relation
+    # and a rank their one positive first -> 1. b (positives c 0.3, d 0.05; negatives a 0.1, b 0.1): the
+    # curve's points (recall, precision) are (1, 1/2) at 0.05, (1/2, 1/3) at 0.1, (1/2, 1) at 0.3, (0, 1)
+    # -> 1/2 x (1/2 + 1/3) / 2 + 0 + 1/2 x 1 = 17/24; mean (1 + 1 + 17/24) / 3
+    assert out["auprc"] == pytest.approx(100 * (2 + 17 / 24) / 3, abs=1e-3)
     # predicting no_relation for everything scores 0 micro-F1, not the share of no_relation rows
     assert re_scores([0, 0, 1], [row(1, 0, 0)] * 3, RE_LABELS)["micro_f1"] == 0.0

@@ -2,18 +2,24 @@
 
 * STS: Pearson r of the predicted and gold similarity, and F1 of the
   paraphrase decision at the 3.0 threshold (gold: `binary-label`).
-* NER: entity-level micro F1 (conlleval/seqeval rules: an entity is a maximal
-  B-X I-X ... run, an I-X after O or another type starts one; a span counts
-  only when its start, end and type all match) and character-level macro F1
-  over the 12 B-/I- tags (O left out; a tag absent from both gold and
-  predictions scores 1, as KLUE's `zero_division=1`).
+* NER: entity-level macro F1 over the entity types (seqeval's strict IOB2
+  mode, as KLUE's baseline scores it: an entity is B-X followed by I-X ...; an
+  I-X without its B-X is no entity; a span counts only when its start, end
+  and type all match) and character-level macro F1 over all 13 tags, O
+  included (a tag absent from both gold and predictions scores 1, KLUE's
+  `zero_division=True`). The entity-level micro F1 is reported beside it.
 * MRC: exact match and character-level ROUGE-W (weighted LCS, f(k) = k^1.2,
   the ROUGE-1.5.5 default) and character F1 after KLUE's normalization
   (punctuation and whitespace removed); the best over the gold answers. An
   unanswerable question's gold answer is "": only an empty prediction scores.
 * RE: micro F1 over the relation classes without `no_relation`, and AUPRC:
-  the average precision of each class one-vs-rest, averaged over the classes
-  that occur in the gold labels.
+  per class one-vs-rest, the area under the precision-recall curve
+  (trapezoidal, `precision_recall_curve` + `auc` as KLUE's baseline computes
+  it), averaged over the classes that occur in the gold labels (on the dev
+  set, where every class occurs, that is KLUE's average over all 30).
+
+Checked against the metric functions of KLUE's baseline code
+(KLUE-benchmark/KLUE-baseline, `klue_baseline/metrics/functional.py`).
 """
 
 from __future__ import annotations
@@ -64,35 +70,46 @@ def sts_scores(pred: Sequence[float], gold: Sequence[float], gold_binary: Sequen
 
 
 def entities(tags: Sequence[str]) -> list[tuple[int, int, str]]:
-    """The (start, end exclusive, type) spans of a BIO tag sequence, by conlleval's rules."""
+    """The (start, end exclusive, type) spans of a BIO tag sequence, strict IOB2 (seqeval's strict mode)."""
     spans: list[tuple[int, int, str]] = []
     start, kind = -1, ""
     for i, tag in enumerate(list(tags) + ["O"]):
         prefix, _, t = tag.partition("-")
-        continues = prefix == "I" and t == kind and start >= 0
-        if start >= 0 and not continues:
+        if start >= 0 and not (prefix == "I" and t == kind):
             spans.append((start, i, kind))
             start, kind = -1, ""
-        if prefix in ("B", "I") and not continues:
+        if prefix == "B":
             start, kind = i, t
     return spans
 
 
+def _prf(hit: int, n_pred: int, n_gold: int) -> tuple[float, float, float]:
+    precision = hit / n_pred if n_pred else 0.0
+    recall = hit / n_gold if n_gold else 0.0
+    return precision, recall, (2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+
+
 def entity_f1(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict:
-    """Entity-level micro {precision, recall, f1} x 100 over sentences of tags; partial spans count as wrong."""
+    """Entity-level scores x 100 over sentences of tags; partial spans count as wrong.
+
+    `f1` is the macro average of the per-type F1 over the types in gold or predictions (KLUE's headline);
+    `micro_f1`, `precision` and `recall` pool all entities.
+    """
     if len(gold) != len(pred):
         raise ValueError(f"entity_f1: {len(pred)} predicted sentences for {len(gold)} gold sentences")
     g = {(i, *s) for i, tags in enumerate(gold) for s in entities(tags)}
     p = {(i, *s) for i, tags in enumerate(pred) for s in entities(tags)}
-    hit = len(g & p)
-    precision = hit / len(p) if p else 0.0
-    recall = hit / len(g) if g else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": _pct(precision), "recall": _pct(recall), "f1": _pct(f1)}
+    per_type = []
+    for kind in sorted({e[3] for e in g | p}):
+        gk, pk = {e for e in g if e[3] == kind}, {e for e in p if e[3] == kind}
+        per_type.append(_prf(len(gk & pk), len(pk), len(gk))[2])
+    precision, recall, micro = _prf(len(g & p), len(p), len(g))
+    macro = sum(per_type) / len(per_type) if per_type else 0.0
+    return {"f1": _pct(macro), "micro_f1": _pct(micro), "precision": _pct(precision), "recall": _pct(recall)}
 
 
 def char_f1(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], tags: Sequence[str]) -> float:
-    """Character-level macro F1 x 100 over `tags` (KLUE passes the B-/I- tags; `zero_division=1`)."""
+    """Character-level macro F1 x 100 over `tags` (KLUE passes all 13 tags, O included; `zero_division=1`)."""
     from sklearn.metrics import f1_score
 
     g = [t for s in gold for t in s]
@@ -103,11 +120,12 @@ def char_f1(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], tags: 
 
 
 def ner_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], tags: Sequence[str]) -> dict:
-    """{entity_f1, char_f1, entity_precision, entity_recall, n}; `tags` are the tag set (O is left out)."""
+    """{entity_f1 (macro), entity_micro_f1, char_f1, entity_precision, entity_recall, n}; `tags`: the tag set."""
     ent = entity_f1(gold, pred)
     return {
         "entity_f1": ent["f1"],
-        "char_f1": char_f1(gold, pred, [t for t in tags if t != "O"]),
+        "entity_micro_f1": ent["micro_f1"],
+        "char_f1": char_f1(gold, pred, list(tags)),
         "entity_precision": ent["precision"],
         "entity_recall": ent["recall"],
         "n": len(gold),
@@ -203,7 +221,7 @@ def mrc_scores(preds: dict[str, str], golds: dict[str, Sequence[str]]) -> dict:
 def re_scores(gold: Sequence[int], probs: Sequence[Sequence[float]], labels: Sequence[str]) -> dict:
     """{micro_f1, auprc, accuracy, n} x 100: micro F1 without `no_relation`, AUPRC over the classes present."""
     import numpy as np
-    from sklearn.metrics import average_precision_score, f1_score
+    from sklearn.metrics import auc, f1_score, precision_recall_curve
 
     scores = np.asarray(probs, dtype=float)  # (N, classes)
     if scores.shape != (len(gold), len(labels)):
@@ -214,7 +232,11 @@ def re_scores(gold: Sequence[int], probs: Sequence[Sequence[float]], labels: Seq
     y = np.asarray(gold)
     keep = [k for k, name in enumerate(labels) if name != "no_relation"]
     micro = f1_score(y, pred, labels=keep, average="micro", zero_division=0)
-    per_class = [average_precision_score(y == k, scores[:, k]) for k in range(len(labels)) if (y == k).any()]
+    per_class = []
+    for k in range(len(labels)):
+        if (y == k).any():
+            precision, recall, _ = precision_recall_curve(y == k, scores[:, k])
+            per_class.append(float(auc(recall, precision)))
     return {
         "micro_f1": _pct(micro),
         "auprc": _pct(sum(per_class) / len(per_class)) if per_class else 0.0,
