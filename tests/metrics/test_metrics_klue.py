@@ -77,7 +77,9 @@ def test_character_level_macro_f1_over_all_tags():
 
 
 def test_mrc_exact_match_and_char_f1_with_unanswerable():
-    assert exact_match("조선중기.", ["조선 중기"]) == 1.0  # spaces and punctuation do not count
+    assert exact_match("조선 중기.", ["조선 중기"]) == 1.0  # ASCII punctuation does not count
+    assert exact_match("조선  중기", ["조선 중기"]) == exact_match("KBS", ["kbs"]) == 1.0  # space runs, case
+    assert exact_match("조선중기", ["조선 중기"]) == 0.0  # KLUE keeps the space between words
     assert exact_match("", []) == 1.0 and exact_match("조선", []) == 0.0  # unanswerable: only "" is right
     assert exact_match("", ["조선"]) == 0.0
     # 학익진을 vs 학익진: 3 common characters, precision 3/4, recall 1 -> F1 6/7
@@ -86,24 +88,21 @@ def test_mrc_exact_match_and_char_f1_with_unanswerable():
     preds = {"a": "조선 중기", "b": "학익", "c": "", "d": ""}
     golds = {"a": ["조선 중기"], "b": ["학익진"], "c": ["세종대왕"], "d": []}
     out = mrc_scores(preds, golds)
-    # EM: a and d -> 2/4. char F1: a 1, b (precision 1, recall 2/3 -> 0.8), c 0, d 1 -> 2.8 / 4
+    # EM: a and d -> 2/4. char F1 and ROUGE-W alike here: a 1, b (precision 1, recall 2/3 -> 0.8), c 0, d 1
     assert out["exact_match"] == 50.0
-    assert out["char_f1"] == pytest.approx(70.0)
+    assert out["char_f1"] == pytest.approx(70.0) and out["rouge_w"] == pytest.approx(70.0)
     assert out["n"] == 4
 
 
-def test_rouge_w_weights_consecutive_matches():
-    f = lambda k: k**1.2  # noqa: E731 - ROUGE-1.5.5's default weighting
-    # gold 가나다라, prediction 가X나다라: the common subsequence 가 + 나다라 is runs of 1 and 3
-    wlcs = f(1) + f(3)
-    recall = (wlcs / f(4)) ** (1 / 1.2)
-    precision = (wlcs / f(5)) ** (1 / 1.2)
-    assert rouge_w("가X나다라", ["가나다라"]) == pytest.approx(2 * recall * precision / (recall + precision))
+def test_rouge_w_is_the_f1_of_the_longest_common_run():
+    # gold 가나다라, prediction 가X나다라: the longest shared run is 나다라 -> precision 3/5, recall 3/4
+    assert rouge_w("가X나다라", ["가나다라"]) == pytest.approx(2 * 0.6 * 0.75 / 1.35)
     # one run covering the gold: recall 1, precision 3/4
     assert rouge_w("학익진을", ["학익진"]) == pytest.approx(2 * 0.75 / 1.75)
-    assert rouge_w("", []) == 1.0 and rouge_w("가", []) == 0.0
-    # the same characters in another order weigh less than in one run
-    assert rouge_w("라다나가", ["가나다라"]) < rouge_w("가나다라", ["가나다라"]) == 1.0
+    assert rouge_w("", []) == 1.0 and rouge_w("가", []) == 0.0 and rouge_w("", ["가"]) == 0.0
+    # the same characters in another order share runs of one character only
+    assert rouge_w("라다나가", ["가나다라"]) == pytest.approx(0.25)
+    assert rouge_w("가나다라", ["마바", "가나다라"]) == 1.0  # the best over the gold answers
 
 
 def test_re_micro_f1_without_no_relation_and_auprc():

@@ -8,9 +8,10 @@
   and type all match) and character-level macro F1 over all 13 tags, O
   included (a tag absent from both gold and predictions scores 1, KLUE's
   `zero_division=True`). The entity-level micro F1 is reported beside it.
-* MRC: exact match and character-level ROUGE-W (weighted LCS, f(k) = k^1.2,
-  the ROUGE-1.5.5 default) and character F1 after KLUE's normalization
-  (punctuation and whitespace removed); the best over the gold answers. An
+* MRC: exact match and KLUE's "ROUGE-W" (the F1 of the longest common run
+  of characters, as KLUE's baseline computes it) after KLUE's normalization
+  (lower case, ASCII punctuation removed, whitespace runs as one space); the
+  best over the gold answers, plus a SQuAD-style character-overlap F1. An
   unanswerable question's gold answer is "": only an empty prediction scores.
 * RE: micro F1 over the relation classes without `no_relation`, and AUPRC:
   per class one-vs-rest, the area under the precision-recall curve
@@ -135,13 +136,16 @@ def ner_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], tag
 # ----------------------------------------------------------------------------
 # MRC
 
-_PUNCT = set(string.punctuation) | set("‘’´`_·「」『』《》〈〉“”…")
+_ASCII_PUNCT = set(string.punctuation)
 
 
 def normalize_answer(text: str) -> str:
-    """KLUE-MRC normalization: no punctuation (ASCII and common CJK quotes) and no whitespace at all."""
-    text = "".join(ch for ch in text if ch not in _PUNCT)
-    return "".join(text.split())
+    """KLUE-MRC normalization as KLUE's baseline: lower case, ASCII punctuation removed, whitespace runs as one space.
+
+    (The baseline also substitutes a pattern of quote marks that, as written there, never matches.)
+    """
+    text = "".join(ch for ch in text.lower() if ch not in _ASCII_PUNCT)
+    return " ".join(text.split())
 
 
 def exact_match(pred: str, golds: Sequence[str]) -> float:
@@ -150,11 +154,11 @@ def exact_match(pred: str, golds: Sequence[str]) -> float:
 
 
 def answer_char_f1(pred: str, golds: Sequence[str]) -> float:
-    """The best character-overlap F1 of the normalized prediction against the gold answers."""
+    """The best overlap F1 of the prediction's characters (spaces aside) against the gold answers' (SQuAD-style)."""
     best = 0.0
-    p = normalize_answer(pred)
+    p = normalize_answer(pred).replace(" ", "")
     for g in list(golds) or [""]:
-        g = normalize_answer(g)
+        g = normalize_answer(g).replace(" ", "")
         if not p or not g:
             best = max(best, float(p == g))
             continue
@@ -165,38 +169,26 @@ def answer_char_f1(pred: str, golds: Sequence[str]) -> float:
     return best
 
 
-def _wlcs(a: str, b: str, weight: float) -> float:
-    """Weighted longest common subsequence (Lin 2004): consecutive matches of length k are worth k^weight."""
-    m, n = len(a), len(b)
-    c = [[0.0] * (n + 1) for _ in range(m + 1)]
-    w = [[0] * (n + 1) for _ in range(m + 1)]
-    for i in range(1, m + 1):
-        for j in range(1, n + 1):
-            if a[i - 1] == b[j - 1]:
-                k = w[i - 1][j - 1]
-                c[i][j] = c[i - 1][j - 1] + (k + 1) ** weight - k**weight
-                w[i][j] = k + 1
-            elif c[i - 1][j] > c[i][j - 1]:
-                c[i][j] = c[i - 1][j]
-            else:
-                c[i][j] = c[i][j - 1]
-    return c[m][n]
+def rouge_w(pred: str, golds: Sequence[str]) -> float:
+    """KLUE-MRC's ROUGE-W as KLUE's baseline computes it: the F1 of the longest run of characters that the
+    normalized prediction and a normalized gold answer share (precision over the prediction's length, recall
+    over the answer's), the best over the gold answers; an unanswerable question scores 1 only for "".
 
+    The name is KLUE's; Lin's weighted LCS (ROUGE-1.5.5's ROUGE-W) would also credit matches outside that run.
+    """
+    from difflib import SequenceMatcher
 
-def rouge_w(pred: str, golds: Sequence[str], weight: float = 1.2) -> float:
-    """The best character-level ROUGE-W F1 of the normalized prediction against the gold answers."""
     best = 0.0
     p = normalize_answer(pred)
     for g in list(golds) or [""]:
         g = normalize_answer(g)
-        if not p or not g:
+        if not g:
             best = max(best, float(p == g))
             continue
-        score = _wlcs(g, p, weight)
-        recall = (score / len(g) ** weight) ** (1 / weight)
-        precision = (score / len(p) ** weight) ** (1 / weight)
-        if recall + precision:
-            best = max(best, 2 * recall * precision / (recall + precision))
+        run = SequenceMatcher(None, p, g).find_longest_match(0, len(p), 0, len(g)).size
+        if run:
+            precision, recall = run / len(p), run / len(g)
+            best = max(best, 2 * precision * recall / (precision + recall))
     return best
 
 
