@@ -13,7 +13,8 @@
 #      peak memory, and prefill/decode latency with cache sizes from 512 to 16,384 tokens of context.
 # Writes into OUT_DIR: env.txt, pytest.log, pytest.xml, pretrain.log, base_run/ (the run directory),
 # throughput.txt, base_throughput.json, arch.log, arch/ (compare.{md,json,png}) and summary.txt. Exits non-zero
-# when a test, the benchmark or the architecture comparison failed. ARCH_STEPS=N: steps per architecture (40).
+# when a test, the benchmark or the architecture comparison failed. ARCH_STEPS=N: steps per architecture (40;
+# 0 skips the comparison).
 # GPU_CHECK_STEPS=N changes the number of pretraining steps (more than 5: the first 5 are warm-up).
 # PYTHON=... picks the interpreter (default: .venv/bin/python if present, else python3).
 set -uo pipefail
@@ -135,7 +136,10 @@ fi
 # decode latency at 512 to 16,384 tokens of context.
 echo "== arch compare on CUDA"
 arch_rc=1
-if [ "$prep_rc" -eq 0 ]; then
+if [ "${ARCH_STEPS:-40}" -eq 0 ]; then
+  echo "skipped (ARCH_STEPS=0)" | tee "$OUT/arch.log"
+  arch_rc=0
+elif [ "$prep_rc" -eq 0 ]; then
   timeout 180 "$PY" - "$RUN" "$OUT/arch" "${ARCH_STEPS:-40}" <<'EOF' 2>&1 | tee "$OUT/arch.log"
 import sys
 from pathlib import Path
