@@ -131,3 +131,12 @@ def test_config_file_errors(tmp_path):
 def test_pipeline_stage_names_are_checked():
     with pytest.raises(ConfigError, match="unknown stage"):
         load_config("tiny", ["pipeline.stages=[data, nope]"])
+
+
+def test_switching_arch_on_the_command_line_leaves_the_presets_gpt_section_behind():
+    cfg = load_config("tiny", ["model.arch=mamba2", "model.mamba2.d_state=8"])
+    assert cfg.model.arch == "mamba2" and cfg.model.gpt is None and cfg.model.mamba2.d_state == 8
+    assert load_config("tiny", ["model.arch=gpt"]).model.gpt.n_heads == load_config("tiny").model.gpt.n_heads
+    # a subsection the user names still has to match the architecture
+    with pytest.raises(ConfigError, match="model.gpt is set but model.arch is 'rwkv7'"):
+        load_config("tiny", ["model.arch=rwkv7", "model.gpt.n_heads=2"])

@@ -178,12 +178,36 @@ def load_config(
     """
     data: dict[str, Any] = {}
     path = resolve_config_path(config)
+    overrides = list(overrides)
     if path is not None:
         data = _read_with_base(path, seen=set())
+        _switch_arch(data, overrides)
     data = apply_overrides(data, overrides)
     if run_dir is not None:
         data["run_dir"] = str(run_dir)
     return from_dict(RunConfig, data)
+
+
+def _switch_arch(data: dict[str, Any], overrides: list[str]) -> None:
+    """`model.arch=X` over a file written for another architecture drops the file's settings of that other one.
+
+    `kolm pretrain --config tiny model.arch=mamba2` then means "the tiny preset's run, as Mamba-2": the preset's
+    `model.gpt` section stays behind, while a subsection the user names in an override still counts (and a
+    wrong one is still an error).
+    """
+    from kolm.model_config import ARCH_SECTIONS
+
+    arch = None
+    for item in overrides:
+        key, _, raw = item.partition("=")
+        if key.strip() == "model.arch":
+            arch = str(_parse_scalar(raw))
+    model = data.get("model")
+    if arch is None or not isinstance(model, dict) or arch == model.get("arch", "gpt"):
+        return
+    for name in ARCH_SECTIONS:
+        if name != arch:
+            model.pop(name, None)
 
 
 def _read_with_base(path: Path, seen: set[Path]) -> dict[str, Any]:

@@ -109,4 +109,4 @@ ARCH_SHAPES = {
 def arch_overrides(arch: str, **extra) -> list[str]:
     """`tiny_overrides` for another architecture: its tiny shape instead of the gpt section."""
     base = [o for o in tiny_overrides(**extra) if not o.startswith("model.gpt.")]
-    return [*base, f"model.arch={arch}", "model.gpt=null", *ARCH_SHAPES[arch]]
+    return [*base, f"model.arch={arch}", *ARCH_SHAPES[arch]]  # the preset's model.gpt stays behind by itself
