@@ -1,23 +1,32 @@
 """Generation speed: kolm's engine on KolmGPT vs Hugging Face `generate()` on the exported hf-llama of the same weights.
 
-Both decode greedily with EOS disabled, so they produce exactly the same
-number of tokens (the script checks that the tokens are identical too).
-Measured per side, rounds alternating so machine noise hits both:
+Every side decodes greedily with EOS disabled, so all produce the same number
+of tokens; each of ours is checked for the same tokens as HF's (greedy
+agreement). Sides, rounds alternating so machine noise hits all of them:
 
-* time to first token (TTFT): a run with max_new_tokens=1 (prefill + one token);
-* batch-1 decode tokens/s: (N - 1) / (time for N tokens - TTFT);
-* batch-8 throughput: 8 * N / time, prompts of different lengths (left padding).
+* `HF generate`: the hf-llama export in fp32, as plain `transformers` loads it;
+* `ours fp32`: kolm's engine on the same fp32 weights;
+* `ours bf16`: the engine on bf16 weights (`load_model(..., quant="bf16")`),
+  half the bytes per token; only on CPUs with native bf16 (AVX512-BF16/AMX);
+* `ours bf16 compiled` (with --compile): the same with `Engine(compile=True)`,
+  each decode step one compiled graph; the compile time is printed apart.
 
-Each figure is the best of `--rounds` rounds.
+Per side: time to first token (a run with max_new_tokens=1), batch-1 decode
+tokens/s ((N - 1) / (time for N tokens - TTFT)) and batch-8 throughput
+(prompts of different lengths, left padding); best of `--rounds`. Then the
+memory-bandwidth ceiling of batch-1 decode: bytes of weights (+ KV cache) read
+per token / bandwidth, the bandwidth measured here by copying a tensor larger
+than the last-level cache (DRAM) and one of the weights' size (as cached).
 
     .venv/bin/python benchmarks/bench_generate.py                      # `small` preset shape, random weights
     .venv/bin/python benchmarks/bench_generate.py --preset tiny --new-tokens 64
-    .venv/bin/python benchmarks/bench_generate.py --model runs/small/pretrain/final
+    .venv/bin/python benchmarks/bench_generate.py --model runs/small/pretrain/final --compile
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import tempfile
 import time
 from pathlib import Path
@@ -59,6 +68,28 @@ def timed(fn) -> float:
     return CLOCK() - t0
 
 
+def copy_bandwidth(nbytes: int, repeats: int = 5) -> float:
+    """Bytes moved per second (read + write) by the best of `repeats` copies of an `nbytes` tensor."""
+    a = torch.ones(nbytes // 4)
+    b = torch.empty_like(a)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        b.copy_(a)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * a.numel() * 4 / best
+
+
+def weight_bytes(model: torch.nn.Module) -> int:
+    """Bytes of the parameters one decode step reads (a tied matrix once: the LM head reads all of it)."""
+    seen, total = set(), 0
+    for p in model.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel() * p.element_size()
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="small")
@@ -69,7 +100,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="weights of both sides")
+    ap.add_argument("--no-bf16", action="store_true", help="leave out the bf16 sides")
+    ap.add_argument("--compile", action="store_true", help="add `ours bf16 compiled` (Engine(compile=True))")
     ap.add_argument(
         "--clock",
         default="wall",
@@ -87,28 +119,24 @@ def main() -> None:
     hf_logging.set_verbosity_error()
 
     from kolm.infer.engine import Engine, SamplingParams
+    from kolm.models.quant import cpu_native_bf16
 
     with tempfile.TemporaryDirectory() as tmp:
         ours, hf = build_pair(args, Path(tmp))
-    if args.dtype == "bf16":
-        ours, hf = ours.to(torch.bfloat16), hf.to(torch.bfloat16)
     c = ours.config
     V, N, P = c.vocab_size, args.new_tokens, args.prompt_tokens
     g = torch.Generator().manual_seed(0)
     prompt = torch.randint(3, V, (1, P), generator=g)
     lens = [P - 3 * i for i in range(args.batch)]  # different lengths -> left padding
     batch_prompts = [torch.randint(3, V, (n,), generator=g).tolist() for n in lens]
-    engine = Engine(ours)
+    one = [prompt[0].tolist()]
 
-    def ours_run(n: int, prompts: list[list[int]]):
-        return engine.generate(prompts, SamplingParams(max_new_tokens=n, temperature=0, eos_token_ids=[]))
-
-    def hf_run(n: int, prompts: list[list[int]]):
+    def hf_run(n: int, prompts: list[list[int]]) -> list[list[int]]:
         width = max(len(p) for p in prompts)
         ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
         mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(p) for p in prompts])[:, None]).long()
         with torch.inference_mode():
-            return hf.generate(
+            out = hf.generate(
                 ids,
                 attention_mask=mask,
                 max_new_tokens=n,
@@ -117,36 +145,72 @@ def main() -> None:
                 pad_token_id=0,
                 eos_token_id=None,
             )
+        return out[:, width:].tolist()
 
-    one = [prompt[0].tolist()]
-    # Same tokens from both sides (greedy), checked once before timing.
-    a = ours_run(N, one)[0].token_ids
-    b = hf_run(N, one)[0, P:].tolist()
-    agree = a == b
-    res: dict[str, dict[str, list[float]]] = {k: {"ttft": [], "decode": [], "batch": []} for k in ("ours", "hf")}
-    for _ in range(args.rounds):
-        for name, run in (("ours", ours_run), ("hf", hf_run)):
-            run(2, one)  # warm-up
+    def engine_run(engine: Engine):
+        def run(n: int, prompts: list[list[int]]) -> list[list[int]]:
+            params = SamplingParams(max_new_tokens=n, temperature=0, eos_token_ids=[])
+            return [c.token_ids for c in engine.generate(prompts, params)]
+
+        return run
+
+    sides = {"HF generate": hf_run, "ours fp32": engine_run(Engine(ours))}
+    bf16 = not args.no_bf16 and cpu_native_bf16()
+    if bf16:
+        ours16 = copy.deepcopy(ours).to(torch.bfloat16)
+        sides["ours bf16"] = engine_run(Engine(ours16))
+        if args.compile:
+            sides["ours bf16 compiled"] = engine_run(Engine(ours16, compile=True))
+    notes = []
+    reference = hf_run(N, one)[0]
+    for name, run in sides.items():  # warm-up (and compilation) + greedy agreement with HF, once before timing
+        t0 = CLOCK()
+        run(2, one)
+        run(2, batch_prompts)
+        if name != "HF generate":
+            tokens = run(N, one)[0]
+            agree = next((i for i, (a, b) in enumerate(zip(tokens, reference)) if a != b), len(reference))
+            notes.append(f"{name}: first {agree}/{N} greedy tokens identical to HF, warm-up {CLOCK() - t0:.1f} s")
+
+    res: dict[str, dict[str, list[float]]] = {k: {"ttft": [], "decode": [], "batch": []} for k in sides}
+    for r in range(args.rounds):
+        for name, run in list(sides.items())[:: 1 if r % 2 == 0 else -1]:
             ttft = timed(lambda run=run: run(1, one))
             total = timed(lambda run=run: run(N, one))
             res[name]["ttft"].append(ttft * 1000)
             res[name]["decode"].append((N - 1) / max(total - ttft, 1e-9))
             res[name]["batch"].append(len(batch_prompts) * N / timed(lambda run=run: run(N, batch_prompts)))
     # Best of the rounds: on a shared machine the fastest round is the least disturbed one.
-    med = {k: {m: (min(v) if m == "ttft" else max(v)) for m, v in d.items()} for k, d in res.items()}
+    best = {k: {m: (min(v) if m == "ttft" else max(v)) for m, v in d.items()} for k, d in res.items()}
     params = sum(p.numel() for p in ours.parameters())
     print(
         f"shape: d={c.d_model} L={c.n_layers} H={c.n_heads} KV={c.n_kv_heads} ffn={c.ffn_dim} vocab={V} "
         f"({params / 1e6:.2f}M params); prompt {P} tokens, {N} new tokens, batch {args.batch}; "
-        f"{torch.get_num_threads()} threads; {args.dtype}; {args.clock} clock; torch {torch.__version__}; "
-        f"greedy tokens identical: {agree}"
+        f"{torch.get_num_threads()} threads; {args.clock} clock; torch {torch.__version__}"
     )
-    print("| metric | kolm engine | HF generate (hf-llama) | ratio |")
+    for note in notes:
+        print(f"  {note}")
+    h = best["HF generate"]
+    print(f"\n| side | batch-1 decode tok/s | vs HF | TTFT ms | batch-{args.batch} tok/s | vs HF |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, o in best.items():
+        print(
+            f"| {name} | {o['decode']:.1f} | {o['decode'] / h['decode']:.2f}x | {o['ttft']:.1f} | "
+            f"{o['batch']:.1f} | {o['batch'] / h['batch']:.2f}x |"
+        )
+
+    # -- the memory-bandwidth ceiling of batch-1 decode --------------------------------
+    dram = copy_bandwidth(1 << 30)
+    kv = 2 * c.n_layers * c.n_kv_heads * c.head_dim * (P + N // 2)  # KV-cache elements read per token, on average
+    print("\n| weights | bytes read per token | ceiling at DRAM copy bandwidth | ceiling at cached copy bandwidth |")
     print("| --- | --- | --- | --- |")
-    o, h = med["ours"], med["hf"]
-    print(f"| batch-1 decode tok/s | {o['decode']:.1f} | {h['decode']:.1f} | {o['decode'] / h['decode']:.2f}x |")
-    print(f"| time to first token (ms) | {o['ttft']:.1f} | {h['ttft']:.1f} | {h['ttft'] / o['ttft']:.2f}x faster |")
-    print(f"| batch-{args.batch} tok/s | {o['batch']:.1f} | {h['batch']:.1f} | {o['batch'] / h['batch']:.2f}x |")
+    for label, size in (("fp32", 4), ("bf16", 2)):
+        nbytes = weight_bytes(ours) // 4 * size + kv * size
+        cached = copy_bandwidth(max(nbytes, 1 << 20))
+        print(
+            f"| {label} | {nbytes / 1e6:.1f} MB | {dram / nbytes:.0f} tok/s ({dram / 1e9:.1f} GB/s) | "
+            f"{cached / nbytes:.0f} tok/s ({cached / 1e9:.1f} GB/s) |"
+        )
 
 
 if __name__ == "__main__":

@@ -212,6 +212,10 @@ def test_eval_quant_int8_loads_the_model_quantized(tmp_path, tiny_model_dir):
 
 def test_kolm_eval_quant_option_is_the_config_key(capsys):
     from kolm.cli.main import main, shortcut_overrides
+    from kolm.evaluate.config import QUANT_CHOICES
+    from kolm.models.quant import QUANTS
+
+    assert set(QUANT_CHOICES) == set(QUANTS)  # the config's light copy of the loader's choices
 
     assert shortcut_overrides("eval", {"quant": "int8"}) == ["eval.quant=int8"]
     with pytest.raises(SystemExit):

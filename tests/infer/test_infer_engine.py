@@ -151,3 +151,36 @@ def test_prompt_longer_than_max_positions_is_a_clear_error(model):
     # Generation stops at the position limit instead of failing.
     out = Engine(model).generate([[1] * 60], GREEDY)[0]
     assert len(out.token_ids) == 4 and out.finish_reason == "length"
+
+
+def test_fixed_shape_decode_step_equals_the_plain_one(model, monkeypatch):
+    # Engine(compile=True) decodes with model.decode_step (fixed shapes, padded power-of-two cache); here it
+    # runs uncompiled, which is the same graph: same greedy tokens, with and without left padding.
+    prompts = [[1, 5, 6, 7, 8, 9, 10, 11], [1, 40], [1, 200, 100, 50]]
+    params = SamplingParams(max_new_tokens=20, temperature=0, eos_token_ids=[])
+    plain = Engine(model).generate(prompts, params)
+    fixed = Engine(model, compile=True)
+    monkeypatch.setattr(fixed, "_decode_step", lambda: model.decode_step)
+    assert fixed._static_len(28) == min(64, model.config.max_seq_len)
+    assert [c.token_ids for c in fixed.generate(prompts, params)] == [c.token_ids for c in plain]
+    assert fixed.generate(prompts[:1], params)[0].token_ids == plain[0].token_ids
+
+
+def test_compile_failure_falls_back_to_eager_decoding(model, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("no compiler here")
+
+    engine = Engine(model, compile=True)
+    monkeypatch.setattr(engine, "_decode_step", lambda: engine._step or broken)
+    with pytest.warns(UserWarning, match="decoding eagerly"):
+        out = engine.generate([[1, 17, 33]], GREEDY)[0]
+    assert out.token_ids == Engine(model).generate([[1, 17, 33]], GREEDY)[0].token_ids
+
+
+@pytest.mark.slow
+def test_compiled_decode_gives_the_same_tokens(model):
+    # The real torch.compile (tens of seconds): the compiled step decodes the same greedy tokens.
+    prompts = [[1, 5, 6, 7, 8, 9, 10, 11], [1, 40]]
+    plain = Engine(model).generate(prompts, GREEDY)
+    compiled = Engine(model, compile=True).generate(prompts, GREEDY)
+    assert [c.token_ids for c in compiled] == [c.token_ids for c in plain]

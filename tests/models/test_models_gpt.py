@@ -249,3 +249,65 @@ def test_in_place_updates_without_version_bump_are_seen():
             inside = model(input_ids=ids).logits
     assert not torch.allclose(before, after)
     assert torch.allclose(after, inside)
+
+
+@pytest.mark.parametrize("num_items", [None, 50])
+def test_chunked_lm_head_loss_equals_full_logits(num_items):
+    # skip_logits=True: the loss and every gradient as with full (B, T, V) logits, in small row chunks.
+    from kolm.models import gpt
+
+    model = make_model(tie_word_embeddings=False).train()
+    x = torch.randint(0, model.config.vocab_size, (3, 20), generator=torch.Generator().manual_seed(2))
+    labels = x.clone()
+    labels[:, :4] = -100
+    runs = []
+    for skip in (False, True):
+        model.zero_grad()
+        out = model(input_ids=x, labels=labels, skip_logits=skip, num_items_in_batch=num_items)
+        out.loss.backward()
+        runs.append((out, {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (full, g_full), (chunked, g_chunked) = runs
+    assert chunked.logits is None and full.logits.shape == (3, 20, model.config.vocab_size)
+    torch.testing.assert_close(chunked.loss, full.loss, atol=1e-6, rtol=1e-6)
+    for name in g_full:
+        torch.testing.assert_close(g_chunked[name], g_full[name], atol=1e-6, rtol=1e-5)
+    # Many chunks (one row each) give the same loss as one.
+    h = torch.randn(2, 5, 32)
+    w = torch.randn(300, 32)
+    lab = torch.randint(0, 300, (2, 5))
+    one = gpt._LMHeadLoss.apply(
+        h.reshape(-1, 32),
+        w,
+        torch.nn.functional.pad(lab[:, 1:], (0, 1), value=-100).reshape(-1),
+        1,
+        torch.float32,
+        None,
+    )
+    torch.testing.assert_close(one, gpt.lm_head_loss(h, w, lab))
+
+
+def test_explicit_causal_attention_equals_sdpa():
+    # The bf16 CPU training path's attention (matmuls, grouped heads) is SDPA's causal attention.
+    from kolm.models.blocks import causal_attention_bmm
+
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (
+        torch.randn(2, 6, 9, 8, generator=g),
+        torch.randn(2, 2, 9, 8, generator=g),
+        torch.randn(2, 2, 9, 8, generator=g),
+    )
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+    torch.testing.assert_close(causal_attention_bmm(q, k, v), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_training_step_is_close_to_llama():
+    # bf16 autocast on CPU takes the explicit attention and the chunked loss; the loss stays Llama's.
+    model = make_model(tie_word_embeddings=False).train()
+    hf = llama_twin(model).train()
+    x = torch.randint(0, model.config.vocab_size, (2, 24), generator=torch.Generator().manual_seed(4))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = model(input_ids=x, labels=x, skip_logits=True).loss
+        theirs = hf(input_ids=x, labels=x).loss
+    torch.testing.assert_close(ours, theirs, atol=2e-2, rtol=0)
+    ours.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())

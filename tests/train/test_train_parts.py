@@ -106,3 +106,56 @@ def test_activation_checkpointing_keeps_the_gradients():
     gb = dict(b.named_parameters())
     gb = next(p.grad for n, p in gb.items() if n.endswith("layers.0.mlp.up_proj.weight"))
     assert torch.allclose(ga, gb, atol=1e-6)
+
+
+def _tiny_gpt():
+    from kolm.models.gpt import KolmGPTConfig, KolmGPTForCausalLM
+
+    torch.manual_seed(0)
+    cfg = KolmGPTConfig(vocab_size=64, d_model=16, n_layers=1, n_heads=2, n_kv_heads=1, ffn_dim=32, max_seq_len=16)
+    return KolmGPTForCausalLM(cfg)
+
+
+def _token_batches():
+    g = torch.Generator().manual_seed(0)
+    while True:
+        ids = torch.randint(0, 64, (2, 8), generator=g)
+        yield {"input_ids": ids, "labels": ids}
+
+
+def test_loss_only_trains_like_full_logits():
+    # LoopSettings(loss_only=True) asks KolmGPT for the chunked loss alone; the run is the same run.
+    from kolm.train.loop import LoopSettings, train
+
+    finals = []
+    for loss_only in (False, True):
+        model = _tiny_gpt()
+        state = train(
+            model,
+            _token_batches(),
+            build_adamw(model, 1e-2),
+            settings=LoopSettings(max_steps=3, resume="never", loss_only=loss_only),
+        )
+        finals.append((state.loss, model.lm_head.weight.detach().clone()))
+    assert finals[0][0] == pytest.approx(finals[1][0], abs=1e-5)
+    torch.testing.assert_close(finals[0][1], finals[1][1], atol=1e-5, rtol=0)
+
+
+def test_compile_unavailable_trains_eagerly(monkeypatch):
+    # pretrain.compile on a machine where torch.compile cannot work: a log line, then eager training.
+    from kolm.train.loop import LoopSettings, train
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    model, logs = _tiny_gpt(), []
+    state = train(
+        model,
+        _token_batches(),
+        build_adamw(model, 1e-2),
+        log=logs.append,
+        settings=LoopSettings(max_steps=2, resume="never", compile=True, loss_only=True),
+    )
+    assert state.step == 2 and math.isfinite(state.loss)
+    assert any("training eagerly" in line for line in logs)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kolm.errors import ConfigError
-from kolm.models.quant import QUANTS
 from kolm.sections import Section, option
 
 __all__ = ["EvalConfig", "JudgeConfig"]
@@ -30,6 +29,10 @@ class JudgeConfig(Section):
     timeout: float = option(60.0, help="seconds per request", gt=0)
 
 
+# The one loader's quant= values (kolm.models.quant.QUANTS), written out: loading a config must not import torch.
+QUANT_CHOICES = ("int8", "bf16", "nf4", "llm-int8")
+
+
 @dataclass
 class EvalConfig(Section):
     """What `kolm eval` measures."""
@@ -50,7 +53,7 @@ class EvalConfig(Section):
     quant: str | None = option(
         None,
         help="evaluate models loaded quantized: int8 (CPU dynamic), bf16, nf4 / llm-int8 (CUDA, bitsandbytes)",
-        choices=[None, *QUANTS],
+        choices=[None, *QUANT_CHOICES],
     )
     # language modelling
     lm: bool = option(True, help="perplexity and bits per character on held-out text")

@@ -12,6 +12,14 @@ keep feeding padding until every row is done.
     for piece in engine.stream("옛날 옛적에", SamplingParams(temperature=0.8, top_p=0.9, seed=0)):
         print(piece, end="", flush=True)
 
+`Engine(model, tokenizer, compile=True)` runs every decode step of a model
+that has a fixed-shape `decode_step` (KolmGPT) through `torch.compile`
+(weights frozen into the compiled step, so it is for a model that no longer
+trains): the cache is sized to a power of two, so one compiled graph serves
+every generation of that batch size. The compile costs tens of seconds on a
+small CPU; it pays for long or many generations (`benchmarks/bench_generate.py`).
+If compilation fails the engine decodes eagerly.
+
 Streaming holds back text that could still become a stop string, and
 incomplete UTF-8 (byte-level BPE splits a Hangul syllable over several
 tokens), so what is printed is never taken back.
@@ -19,6 +27,7 @@ tokens), so what is printed is never taken back.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,8 +63,16 @@ class _Row:
 class Engine:
     """Batched generation with a KV cache, sampling, stop strings and streaming for one model."""
 
-    def __init__(self, model: Any, tokenizer: Any | None = None, device: str | torch.device | None = None):
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any | None = None,
+        device: str | torch.device | None = None,
+        compile: bool = False,
+    ):
         self.model = model.eval()
+        self.compile = compile and hasattr(model, "decode_step")
+        self._step: Any = None  # the compiled decode step, made at the first generation
         self.tokenizer = tokenizer
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         config = model.config
@@ -97,6 +114,18 @@ class Engine:
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _decode_step(self) -> Any:
+        """`model.decode_step` compiled (once per engine), or the plain one where compilation fails."""
+        if self._step is None:
+            # Freezing folds the weights (and their q/k/v, gate/up concatenation) into the compiled step.
+            self._step = torch.compile(self.model.decode_step, dynamic=False, options={"freezing": True})
+        return self._step
+
+    def _static_len(self, needed: int) -> int:
+        """Cache size of a compiled decode: the next power of two, so one graph serves many lengths."""
+        size = 1 << max(6, (needed - 1).bit_length())
+        return min(size, self.max_positions) if self.max_positions else size
 
     def _new_state(self, batch: int, max_len: int) -> Any:
         if hasattr(self.model, "new_cache"):
@@ -156,12 +185,18 @@ class Engine:
             for i, p in enumerate(prompts):
                 seen[i, torch.tensor(p, device=dev)] = True
 
-        state = self._new_state(B, L + budget)
+        static = self.compile and budget > 1
+        state = self._new_state(B, self._static_len(L + budget) if static else L + budget)
         out = self.model(
             input_ids=ids, attention_mask=mask[:, :L] if padded else None, cache=state, use_cache=True, logits_to_keep=1
         )
+        logits = out.logits[:, -1]  # (B, V)
+        if static:
+            keys = torch.ones((B, state.max_len), dtype=torch.bool, device=dev)  # columns each row may attend to
+            keys[:, :L] = mask[:, :L].bool()
+            column = torch.tensor(L, device=dev)  # where the next token's key goes, the same for every row
         for step in range(budget):
-            nxt = sample_next(out.logits[:, -1], params, seen, gen)  # (B,)
+            nxt = sample_next(logits, params, seen, gen)  # (B,)
             chosen = nxt.tolist()
             for row, tok in zip(rows, chosen):
                 if row.done:
@@ -186,15 +221,34 @@ class Engine:
             else:
                 feed = nxt.view(B, 1)
             past = L + step
-            out = self.model(
-                input_ids=feed,
-                attention_mask=mask[:, : past + 1] if padded else None,
-                position_ids=positions if padded else None,
-                cache=state,
-                use_cache=True,
-                logits_to_keep=1,
-            )
+            if static:
+                logits = self._static_step(feed, positions, column, keys, state)
+                column += 1
+            else:
+                out = self.model(
+                    input_ids=feed,
+                    attention_mask=mask[:, : past + 1] if padded else None,
+                    position_ids=positions if padded else None,
+                    cache=state,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+                logits = out.logits[:, -1]
             positions = positions + 1
+
+    def _static_step(self, *args: torch.Tensor) -> torch.Tensor:
+        """One compiled decode step; on a compilation failure, this and every later step run eagerly."""
+        step = self._decode_step()
+        if step == self.model.decode_step:  # already fell back
+            return step(*args)
+        try:
+            return step(*args)
+        except Exception as e:  # noqa: BLE001 - a compiler missing or failing here is not the user's error
+            warnings.warn(
+                f"torch.compile of the decode step failed ({type(e).__name__}); decoding eagerly", stacklevel=2
+            )
+            self._step = self.model.decode_step
+            return self._step(*args)
 
     # ------------------------------------------------------------------
     # public API

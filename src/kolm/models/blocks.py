@@ -22,7 +22,10 @@ Design choices worth knowing:
   Llama, applied to q and k in one op, with cos/sin tables built once per
   device/dtype instead of per forward.
 * No biases anywhere; attention never loops over heads; GQA is handled by
-  SDPA's `enable_gqa` (no `repeat_interleave` copies of k and v).
+  SDPA's `enable_gqa` (no `repeat_interleave` copies of k and v). Training
+  in bf16 on a CPU takes `causal_attention_bmm` instead: SDPA's CPU flash
+  kernel is fast forward but its bf16 backward measured ~2.5x slower than
+  plain batched matmuls at the sequence lengths kolm trains on.
 * Inference state is an explicit cache object handed to `forward`
   (see `kolm.models.cache`); anything with `update(k, v, layer_idx)` and
   `get_seq_length()` works, including Hugging Face's `DynamicCache`.
@@ -43,7 +46,16 @@ from torch import nn
 
 from kolm.errors import ConfigError
 
-__all__ = ["RMSNorm", "Rotary", "apply_rotary", "Attention", "SwiGLU", "Block", "SequenceTooLongError"]
+__all__ = [
+    "RMSNorm",
+    "Rotary",
+    "apply_rotary",
+    "causal_attention_bmm",
+    "Attention",
+    "SwiGLU",
+    "Block",
+    "SequenceTooLongError",
+]
 
 
 class SequenceTooLongError(ConfigError, ValueError):
@@ -99,6 +111,19 @@ class Rotary(nn.Module):
         sin_signed = torch.cat([-sin, sin], dim=-1)  # (P, D)
         return cos.to(dtype), sin_signed.to(dtype)
 
+    def tables(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole (cos, sin_signed) tables (P, D) on `device` in `dtype`, built on first use."""
+        if torch.compiler.is_compiling():
+            # Built inside the compiled graph (constant-folded there): a lookup in the cache dict would make
+            # the graph depend on whether the key was present, and recompile once it is.
+            return self._build(device, dtype)
+        key = (device, dtype)
+        if key not in self._tables:
+            # Normal tensors even when first called under torch.inference_mode(): later training may need them.
+            with torch.inference_mode(False), torch.no_grad():
+                self._tables[key] = self._build(device, dtype)
+        return self._tables[key]
+
     def forward(
         self, x: torch.Tensor, start: int, length: int, position_ids: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,12 +134,7 @@ class Rotary(nn.Module):
                 f"sequence length {end} exceeds the model's max positions {self.max_positions}; "
                 f"shorten the input or raise model.max_seq_len (it sets the rotary table size)"
             )
-        key = (x.device, x.dtype)
-        if key not in self._tables:
-            # Normal tensors even when first called under torch.inference_mode(): later training may need them.
-            with torch.inference_mode(False), torch.no_grad():
-                self._tables[key] = self._build(x.device, x.dtype)
-        cos, sin = self._tables[key]
+        cos, sin = self.tables(x.device, x.dtype)
         if position_ids is None:
             return cos[start:end, None, :].unsqueeze(0), sin[start:end, None, :].unsqueeze(0)
         if int(position_ids.max()) >= self.max_positions:
@@ -174,6 +194,8 @@ class _FusedWeight:
 
     def __call__(self, *linears: nn.Linear) -> torch.Tensor:
         ws = [m.weight for m in linears]
+        if torch.compiler.is_compiling():
+            return torch.cat(ws, dim=0)  # traced: fused into a compiled training step, a constant in a frozen one
         if not getattr(_REUSE, "on", False) or (torch.is_grad_enabled() and any(w.requires_grad for w in ws)):
             return torch.cat(ws, dim=0)  # differentiable; gradients split back per weight
         key = tuple((w.data_ptr(), w._version) for w in ws)  # a move or cast changes data_ptr
@@ -181,6 +203,29 @@ class _FusedWeight:
             with torch.inference_mode(False):
                 self._weight, self._key = torch.cat([w.detach() for w in ws], dim=0), key
         return self._weight
+
+
+def _explicit_attention(q: torch.Tensor) -> bool:
+    # CPU bf16 training: the flash kernel's backward measured ~2.5x slower than three batched matmuls and a
+    # softmax at T=128 (2 cores, AMX); fp32 and inference keep SDPA, which is faster there.
+    return q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.requires_grad and torch.is_grad_enabled()
+
+
+def causal_attention_bmm(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal attention as matmuls: q (B, H, T, D), k/v (B, KV, T, D) -> (B, H, T, D); same math as SDPA.
+
+    The G = H/KV query heads that share a key head are stacked along the
+    query axis, (B, KV, G*T, D), so k and v are never repeated; the causal
+    mask is an additive (G*T, T) bias added by the same `baddbmm`.
+    """
+    B, H, T, D = q.shape
+    KV = k.shape[1]
+    G = H // KV
+    q = (q * D**-0.5).reshape(B * KV, G * T, D)  # heads h = kv*G + g, as SDPA's enable_gqa groups them
+    bias = torch.full((T, T), float("-inf"), device=q.device, dtype=q.dtype).triu(1).repeat(G, 1)  # (G*T, T)
+    scores = torch.baddbmm(bias, q, k.reshape(B * KV, T, D).transpose(1, 2))  # (B*KV, G*T, T)
+    y = torch.bmm(scores.softmax(-1), v.reshape(B * KV, T, D))  # (B*KV, G*T, D)
+    return y.view(B, H, T, D)
 
 
 class Attention(nn.Module):
@@ -220,15 +265,18 @@ class Attention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, D), views
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)  # (B, KV, Tk, D): past + new
-        # is_causal only when queries and keys are the same positions (no cache, no padding).
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            is_causal=mask is None and T > 1 and k.shape[2] == T,
-            enable_gqa=KV != H,
-        )  # (B, H, T, D)
+        if mask is None and T > 1 and k.shape[2] == T and _explicit_attention(q):
+            y = causal_attention_bmm(q, k, v)  # (B, H, T, D)
+        else:
+            # is_causal only when queries and keys are the same positions (no cache, no padding).
+            y = F.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=mask,
+                is_causal=mask is None and T > 1 and k.shape[2] == T,
+                enable_gqa=KV != H,
+            )  # (B, H, T, D)
         y = y.transpose(1, 2).reshape(B, T, H * D)
         # Plain layers are called functionally: module-call overhead is a visible share of a decode step.
         return F.linear(y, self.o_proj.weight) if _plain_linear(self.o_proj) else self.o_proj(y)

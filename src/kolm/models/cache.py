@@ -15,7 +15,8 @@ per layer instead of growing keys and values):
 
 `update` has the signature of Hugging Face's `Cache.update`, so the same
 attention code also runs inside `transformers`' `generate()` with its
-`DynamicCache`.
+`DynamicCache`. `ColumnWriter` is the fixed-shape view of a `KVCache` that a
+compiled decode step writes through.
 
 What a layer caches need not be a key and a value of one size: Multi-head
 Latent Attention (`kolm.models.mla`) caches its compressed latent as the
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["KVCache", "RecurrentState"]
+__all__ = ["KVCache", "ColumnWriter", "RecurrentState"]
 
 
 class KVCache:
@@ -89,6 +90,26 @@ class KVCache:
         self.k = self.k[:, rows].contiguous()
         self.v = self.v[:, rows].contiguous()
         self._views()
+
+
+class ColumnWriter:
+    """A fixed-shape view of a `KVCache` for one decode step: writes column `column`, returns whole buffers.
+
+    Every shape stays the same from step to step (the step's position is a
+    tensor, not a Python int), so a compiled decode step (`KolmGPTForCausalLM.
+    decode_step`) is traced once; attention hides the columns not yet written
+    with its mask. The cache's `lengths` are left as they were.
+    """
+
+    def __init__(self, cache: KVCache, column: torch.Tensor):
+        self.cache, self.column = cache, column.view(1)  # (1,) long
+
+    def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write key/value (B, KV, 1, D) at the column; return the layer's buffers (B, KV, max_len, D)."""
+        k, v = self.cache._k[layer_idx], self.cache._v[layer_idx]
+        k.index_copy_(2, self.column, key)
+        v.index_copy_(2, self.column, value)
+        return k, v
 
 
 class RecurrentState:

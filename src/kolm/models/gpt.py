@@ -19,7 +19,14 @@ Notable choices:
   as `past_key_values=`): our preallocated `KVCache` from the engine, or the
   `DynamicCache` that `generate()` builds. Left padding works through
   `attention_mask` (+ `position_ids`, derived from the mask when absent).
-* Loss shifts the labels, not the logits (no (B, T, V) copy).
+* Loss shifts the labels, not the logits (no (B, T, V) copy). Asked for the
+  loss alone (`skip_logits=True`, as the training loop does), the LM head
+  and cross-entropy run in row chunks with their gradients formed on the way
+  (`lm_head_loss`): no (B, T, V) logits at all, which matters as the
+  vocabulary grows.
+* `decode_step` is one generation step with every shape fixed (the cache
+  written at a position tensor, attention masked over the whole buffer), so
+  the engine can run it compiled (`Engine(compile=True)`).
 * Fresh models for training are built on the meta device and initialised
   once (`kolm.models.registry.build_causal_lm`).
 """
@@ -30,16 +37,15 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
-from transformers.modeling_outputs import (
-    BaseModelOutputWithPast,
-)
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from kolm.model_config import ModelConfigError
 from kolm.models.blocks import Attention, Block, RMSNorm, Rotary, SwiGLU
-from kolm.models.cache import KVCache
+from kolm.models.cache import ColumnWriter, KVCache
 from kolm.models.heads import CausalLMHead, SequenceClassifierHead
 
 __all__ = [
@@ -50,6 +56,7 @@ __all__ = [
     "KolmGPTForSequenceClassification",
     "config_from_section",
     "flops_per_token",
+    "lm_head_loss",
 ]
 
 
@@ -243,10 +250,101 @@ class KolmGPTModel(KolmGPTPreTrainedModel):
 # Heads
 
 
+class _LMHeadLoss(torch.autograd.Function):
+    """Mean next-token cross-entropy of h @ weightᵀ, computed in row chunks; never holds (N, V) logits.
+
+    The backward of softmax cross-entropy is known in closed form (softmax -
+    one-hot), so each chunk's gradients are computed in the forward while its
+    logits are at hand, and `backward` only scales them: no recomputation, no
+    (N, V) float copy, zero-filled gradient or log-softmax buffer as in the
+    plain path. `dtype` is the matmul precision (bf16 under autocast);
+    softmax and the loss are fp32.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, targets, rows, dtype, num_items):  # h (N, C), weight (V, C), targets (N,)
+        need_h, need_w = ctx.needs_input_grad[:2]
+        hc, wc = h.to(dtype), weight.to(dtype)
+        valid = targets != -100  # (N,)
+        safe = targets.clamp(min=0)[:, None]  # (N, 1) gather index; ignored rows are masked out
+        total = torch.zeros((), device=h.device, dtype=torch.float32)
+        grad_h = torch.empty_like(hc) if need_h else None
+        grad_w = torch.zeros(weight.shape, device=h.device, dtype=torch.float32) if need_w else None
+        for s in range(0, h.shape[0], rows):
+            e = min(s + rows, h.shape[0])
+            logits = (hc[s:e] @ wc.T).float()  # (n, V)
+            lse = logits.logsumexp(-1)  # (n,)
+            keep = valid[s:e]
+            total += ((lse - logits.gather(1, safe[s:e]).squeeze(1)) * keep).sum()
+            if need_h or need_w:
+                d = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
+                d.scatter_add_(1, safe[s:e], -keep[:, None].float())  # - one-hot of the target
+                d = d.mul_(keep[:, None]).to(dtype)  # ignored positions get no gradient
+                if need_h:
+                    torch.mm(d, wc, out=grad_h[s:e])  # (n, C)
+                if need_w:
+                    grad_w += d.T @ hc[s:e]  # (V, C), accumulated in fp32
+        n = valid.sum() if num_items is None else torch.as_tensor(num_items, device=h.device)
+        ctx.save_for_backward(*(g for g in (grad_h, grad_w) if g is not None), n)
+        ctx.have = (need_h, need_w)
+        return total / n
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        saved = list(ctx.saved_tensors)
+        scale = grad_out / saved.pop()
+        grads = [saved.pop(0) * scale if need else None for need in ctx.have]
+        return grads[0], grads[1], None, None, None, None
+
+
+def lm_head_loss(
+    h: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, num_items: int | torch.Tensor | None = None
+) -> torch.Tensor:
+    """Next-token loss of hidden states h (B, T, C) through an output matrix (V, C), labels (B, T) unshifted.
+
+    Equals `heads.causal_lm_loss(h @ weight.T, labels, num_items)`; see
+    `_LMHeadLoss` for how. Chunks hold about 2^24 logits (64 MB in fp32).
+    """
+    targets = F.pad(labels[:, 1:], (0, 1), value=-100).to(h.device).reshape(-1)  # (B*T,)
+    dtype = torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type) else h.dtype
+    rows = max(1, 2**24 // weight.shape[0])
+    return _LMHeadLoss.apply(h.reshape(-1, h.shape[-1]), weight, targets, rows, dtype, num_items)
+
+
 class KolmGPTForCausalLM(CausalLMHead, KolmGPTPreTrainedModel, GenerationMixin):
-    """KolmGPT with a next-token head (`heads.CausalLMHead`); works with `generate()`, pipelines, PEFT and TRL."""
+    """KolmGPT with a next-token head (`heads.CausalLMHead`); works with `generate()`, pipelines, PEFT and TRL.
+
+    `model(..., labels=..., skip_logits=True)` returns the loss alone (logits
+    None) through `lm_head_loss`, which never materialises (B, T, V) logits:
+    the training loop asks for it when it only needs the loss.
+    """
 
     base_model_class = KolmGPTModel
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Any | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        past_key_values: Any | None = None,
+        return_dict: bool | None = None,
+        skip_logits: bool = False,
+        **kwargs: Any,
+    ) -> CausalLMOutputWithPast:
+        """As `CausalLMHead.forward`; with `skip_logits=True` and labels, the loss alone (`logits` None)."""
+        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+        inputs.update(inputs_embeds=inputs_embeds, use_cache=use_cache)
+        cache = cache if cache is not None else past_key_values
+        if not skip_logits or labels is None or type(self.lm_head) is not nn.Linear:
+            return super().forward(**inputs, cache=cache, labels=labels, logits_to_keep=logits_to_keep, **kwargs)
+        out = self.model(**inputs, cache=cache)
+        loss = lm_head_loss(out.last_hidden_state, self.lm_head.weight, labels, kwargs.get("num_items_in_batch"))
+        return CausalLMOutputWithPast(loss=loss, logits=None, cache=out.cache)
 
     def new_cache(
         self, batch_size: int, max_len: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
@@ -255,6 +353,33 @@ class KolmGPTForCausalLM(CausalLMHead, KolmGPTPreTrainedModel, GenerationMixin):
         c = self.config
         p = self.lm_head.weight
         return KVCache(c.n_layers, batch_size, c.n_kv_heads, c.head_dim, max_len, device or p.device, dtype or p.dtype)
+
+    def decode_step(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        column: torch.Tensor,
+        keys: torch.Tensor,
+        cache: KVCache,
+    ) -> torch.Tensor:
+        """One token per row against a prefilled `cache`, with every shape fixed: next-token logits (B, V).
+
+        input_ids, position_ids: (B, 1) (rotary positions, per row under left
+        padding); column: () long, the cache column this token is written to
+        (the same for every row); keys: bool (B, max_len), the columns each row
+        may attend to apart from the not-yet-written ones. No Python branches
+        on values and no shape that grows, so `torch.compile` traces it once
+        per (batch, cache size) and the engine can run it compiled.
+        """
+        cos, sin = self.model.rotary.tables(self.lm_head.weight.device, self.lm_head.weight.dtype)
+        cos, sin = cos[position_ids].unsqueeze(2), sin[position_ids].unsqueeze(2)  # (B, 1, 1, D)
+        written = torch.arange(keys.shape[1], device=keys.device) <= column  # (max_len,)
+        mask = (keys & written)[:, None, None, :]  # (B, 1, 1, max_len)
+        writer = ColumnWriter(cache, column)
+        x = self.model.embed_tokens(input_ids)  # (B, 1, C)
+        for layer in self.model.layers:
+            x = layer(x, cos, sin, mask, writer)
+        return self.lm_head(self.model.norm(x))[:, -1]  # (B, V)
 
 
 class KolmGPTForSequenceClassification(SequenceClassifierHead, KolmGPTPreTrainedModel):

@@ -54,7 +54,9 @@ class PretrainConfig(Section):
         help="auto (bf16 autocast where the GPU/CPU computes bf16 natively, else fp32), bf16 or fp32",
         choices=["auto", "bf16", "fp32"],
     )
-    compile: bool = option(False, help="torch.compile the model")
+    compile: bool = option(
+        False, help="torch.compile the training forward (pays for long runs: the first step compiles)"
+    )
     activation_checkpointing: bool = option(False, help="recompute block activations in backward to save memory")
     eval_every: int = option(50, help="validation loss / bits per character every N steps (0 = only at the end)", ge=0)
     eval_batches: int = option(8, help="validation micro-batches per evaluation (0 = the whole split)", ge=0)

@@ -9,7 +9,10 @@ the optimizer step (so the last checkpoint stays good), an evaluation callback
 with best-checkpoint tracking, early stopping and keeping the best weights
 (both off unless asked for), periodic atomic checkpoints with exact resume
 (model, optimizer, scheduler, RNG, data position), a progress line and
-`metrics.jsonl`. Everything model- or task-specific stays with the caller.
+`metrics.jsonl`. Optionally the training forward is compiled (`compile`, with
+a fallback to eager where torch.compile does not work) and the model is asked
+for the loss alone (`loss_only`: KolmGPT then never materialises the logits).
+Everything model- or task-specific stays with the caller.
 """
 
 from __future__ import annotations
@@ -30,7 +33,15 @@ from kolm.train import distributed as dist_utils
 from kolm.train.checkpoint import Checkpointer
 from kolm.train.metrics import mfu, peak_memory_mb
 
-__all__ = ["LoopSettings", "TrainState", "TrainingDiverged", "train", "autocast_context", "resolve_precision"]
+__all__ = [
+    "LoopSettings",
+    "TrainState",
+    "TrainingDiverged",
+    "train",
+    "autocast_context",
+    "resolve_precision",
+    "compiled_or_plain",
+]
 
 
 class TrainingDiverged(KolmError):
@@ -45,6 +56,8 @@ class LoopSettings:
     grad_accum: int = 1
     grad_clip: float = 1.0  # 0 = off
     precision: str = "fp32"  # "bf16" (autocast) or "fp32"; see resolve_precision()
+    compile: bool = False  # torch.compile the training forward (evaluation, hooks and checkpoints see the plain model)
+    loss_only: bool = False  # ask the model for the loss alone (`skip_logits=True`: KolmGPT's chunked LM-head loss)
     log_every: int = 10
     eval_every: int = 0  # 0 = only after the last step
     save_every: int = 0  # 0 = only after the last step
@@ -96,6 +109,22 @@ def autocast_context(precision: str, device: str):
     if precision == "bf16":
         return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def compiled_or_plain(model: nn.Module, log: Callable[[str], None] = lambda _msg: None) -> nn.Module:
+    """`torch.compile(model)` sharing its parameters, or `model` itself where compilation does not work here.
+
+    A tiny function with a backward is compiled first: without a C++
+    compiler (CPU) or Triton (GPU) that fails in seconds, instead of at the
+    first training step.
+    """
+    try:
+        probe = torch.compile(lambda t: (t.sin() * 2).sum())
+        probe(torch.ones(8, requires_grad=True)).backward()
+    except Exception as e:  # noqa: BLE001 - any failure means: train eagerly
+        log(f"torch.compile is unavailable here ({type(e).__name__}: {str(e).splitlines()[0][:120]}); training eagerly")
+        return model
+    return torch.compile(model)
 
 
 def _to_device(batch: dict[str, Any], device: str) -> dict[str, Any]:
@@ -222,6 +251,10 @@ def train(
 
     params = [p for g in optimizer.param_groups for p in g["params"]]
     fused = any(g.get("fused") for g in optimizer.param_groups)
+    # The training forward may be compiled; evaluation, hooks and checkpoints keep the plain module, whose
+    # parameters are the same tensors (a compiled generation would recompile at every new cache length).
+    forward = compiled_or_plain(model, log) if settings.compile else model
+    extra = {"skip_logits": True} if settings.loss_only else {}
     model.train()
     if state.step >= settings.max_steps:
         log(f"already at step {state.step} of {settings.max_steps}; nothing to train")
@@ -238,7 +271,14 @@ def train(
             step_tokens += _count_tokens(batch)
             with _grad_sync(model, micro == settings.grad_accum - 1):
                 with autocast_context(settings.precision, device):
-                    out = model(**batch)
+                    try:
+                        out = forward(**batch, **extra)
+                    except Exception as e:  # noqa: BLE001
+                        if forward is model or state.step > 0:
+                            raise
+                        log(f"torch.compile failed ({type(e).__name__}); training eagerly")
+                        forward = model
+                        out = model(**batch, **extra)
                 loss = out.loss / settings.grad_accum  # mean over micro-batches, like one big batch
                 loss.backward()
             loss_sum += loss.detach().float()

@@ -298,8 +298,6 @@ def pretrain(
     if p.activation_checkpointing:
         enable_activation_checkpointing(model)
     model = dist.wrap_model(model, p.distributed, device, precision)
-    if p.compile:
-        model = torch.compile(model)
     optimizer = build_adamw(model, p.lr, p.weight_decay, (p.beta1, p.beta2))
     scheduler = build_scheduler(optimizer, p.schedule, p.warmup_steps, p.max_steps, p.min_lr_ratio, p.decay_fraction)
     accum = grad_accum_steps(p.tokens_per_step, p.batch_size, p.seq_len, world)
@@ -327,6 +325,8 @@ def pretrain(
         grad_accum=accum,
         grad_clip=p.grad_clip,
         precision=precision,
+        compile=p.compile,
+        loss_only=True,
         log_every=p.log_every,
         eval_every=p.eval_every,
         save_every=p.save_every,
