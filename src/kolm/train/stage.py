@@ -298,6 +298,12 @@ def pretrain(
     if p.activation_checkpointing:
         enable_activation_checkpointing(model)
     model = dist.wrap_model(model, p.distributed, device, precision)
+    # CPUs: the loop compiles the training forward and asks for the loss alone (the chunked LM-head loss; measured
+    # ~1.5x on 2 cores). GPUs: the whole model compiled with full logits, the path measured on an H200 in
+    # benchmarks/RESULTS.md; the chunked loss under torch.compile is unmeasured there.
+    on_cpu = torch.device(device).type == "cpu"
+    if p.compile and not on_cpu:
+        model = torch.compile(model)
     optimizer = build_adamw(model, p.lr, p.weight_decay, (p.beta1, p.beta2))
     scheduler = build_scheduler(optimizer, p.schedule, p.warmup_steps, p.max_steps, p.min_lr_ratio, p.decay_fraction)
     accum = grad_accum_steps(p.tokens_per_step, p.batch_size, p.seq_len, world)
@@ -325,8 +331,8 @@ def pretrain(
         grad_accum=accum,
         grad_clip=p.grad_clip,
         precision=precision,
-        compile=p.compile,
-        loss_only=True,
+        compile=p.compile and on_cpu,
+        loss_only=on_cpu,
         log_every=p.log_every,
         eval_every=p.eval_every,
         save_every=p.save_every,
