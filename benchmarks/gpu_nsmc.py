@@ -70,7 +70,11 @@ def main() -> None:
         cfg.finetune, "classify", "full", base_model=args.out / "pretrain" / "final",
         out=args.out / "finetune" / "classify", seed=cfg.seed, device=args.device,
     )  # fmt: skip
-    summary["finetune"] = {"validation": res.validation, "steps": res.steps, "wall_s": round(time.perf_counter() - t0, 1)}
+    summary["finetune"] = {
+        "validation": res.validation,
+        "steps": res.steps,
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
     print("finetune:", json.dumps(summary["finetune"]), flush=True)
 
     if args.arch_steps > 0:
