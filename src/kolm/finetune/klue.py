@@ -18,10 +18,8 @@ Writes `adapter/` (or `model/`) with the tokenizer and `kolm_task.json`
 
 from __future__ import annotations
 
-import math
 import random
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +28,9 @@ from kolm.data.klue import KlueDataConfig
 from kolm.data.klue_batch import collate_spans, collate_tokens, encode_mrc, encode_ner, encode_re, encode_sts
 from kolm.data.klue_predict import SPECS, PredictSettings, load_examples, score, task_labels
 from kolm.errors import DataError, KolmError
-from kolm.files import write_json
 from kolm.finetune.config import FinetuneConfig
-from kolm.finetune.methods import DEFAULT_LR, check_method_available, peft_config
-from kolm.finetune.trainer import FinetuneResult, _PeakRSS, count_parameters
+from kolm.finetune.trainer import FinetuneResult, load_trainable, start_run, train_and_save
 from kolm.progress import Progress
-from kolm.runtime import seed_everything
 
 __all__ = ["finetune_klue", "klue_splits"]
 
@@ -86,17 +81,6 @@ def _collate_fn(task: str, pad_id: int) -> Callable[[Sequence[Any]], dict[str, A
     return lambda rows: collate(rows, pad_id, left=True)  # pooled on the last token: pad on the left
 
 
-def _batches(rows: list[Any], batch_size: int, fn: Callable[[Sequence[Any]], dict], seed: int) -> Iterator[dict]:
-    """Endless shuffled batches, reshuffled each epoch with a fixed seed."""
-    rng = random.Random(seed)
-    order = list(range(len(rows)))
-    size = min(batch_size, len(rows))
-    while True:
-        rng.shuffle(order)
-        for i in range(0, len(order) - size + 1, size):
-            yield fn([rows[j] for j in order[i : i + size]])
-
-
 def finetune_klue(
     cfg: FinetuneConfig,
     task: str,
@@ -109,22 +93,12 @@ def finetune_klue(
     progress: Progress | None = None,
 ) -> FinetuneResult:
     """Fine-tune `base_model` (a kolm or any HF causal LM dir) on KLUE `task` with `method`; write to `out`."""
-    from kolm.models.loading import load_model, load_tokenizer, write_task_info
-    from kolm.train.loop import LoopSettings, resolve_precision, train
-    from kolm.train.optim import build_adamw
-    from kolm.train.schedule import build_scheduler
+    from kolm.models.loading import load_tokenizer
 
     if task not in SPECS:
         raise KolmError(f"unknown KLUE task {task!r}; choose one of {', '.join(SPECS)}")
     spec = SPECS[task]
-    progress = progress or Progress(enabled=False)
-    check_method_available(method, device)
-    base = Path(base_model).resolve()
-    if not (base / "config.json").exists():
-        raise KolmError(f"base model not found: {base_model} (run `kolm pretrain` first, or set finetune.base_model)")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    seed_everything(seed)
+    base, out = start_run(base_model, out, method, device, seed)
     train_ex, val_ex, test_ex = klue_splits(cfg.klue, task, seed)
     val_file = cfg.klue.files(task, "validation")
     val_from_file = val_file is not None and val_file.is_file()  # recorded: `kolm eval --suite klue` scores on it
@@ -133,109 +107,41 @@ def finetune_klue(
     rows = _encode(task, tokenizer, train_ex, cfg)
     labels = task_labels(task)
     settings = PredictSettings(cfg.seq_len, cfg.klue.doc_stride, cfg.klue.max_answer_tokens)
-
-    quant = "nf4" if method == "qlora" else None
-    model, _ = load_model(
-        base,
-        task=spec.model_task,
-        device=device,
-        labels=labels or None,
-        pad_token_id=pad_id if spec.model_task == "classify" else None,
-        quant=quant,
-    )
-    if spec.model_task == "classify" and len(labels) == 1:
-        model.config.problem_type = "regression"
-    if quant is not None:
-        import peft
-
-        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
-    pc = peft_config(method, spec.model_task, cfg, model.config)
-    if pc is not None:
-        import peft
-
-        model = peft.get_peft_model(model, pc)
-    if quant is None:
-        model.to(device)
-    model.train()
-    trainable, total = count_parameters(model)
-
-    steps = cfg.max_steps
-    if cfg.epochs > 0:
-        steps = max(1, math.ceil(cfg.epochs * len(rows) / cfg.batch_size))
-    metrics_path = out / "metrics.jsonl"
-    metrics_path.unlink(missing_ok=True)
+    regression = spec.model_task == "classify" and len(labels) == 1
+    model = load_trainable(
+        base, cfg, method, model_task=spec.model_task, peft_task=spec.model_task, labels=labels, pad_id=pad_id,
+        device=device, regression=regression,
+    )  # fmt: skip
 
     def evaluate(m: Any, step: int) -> dict[str, float]:
         val, _ = score(task, m, tokenizer, val_ex, settings)
         return {f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))}
 
-    loop = LoopSettings(
-        max_steps=steps,
-        grad_clip=1.0,
-        precision=resolve_precision("auto", device),
-        log_every=10,
-        eval_every=cfg.eval_every,
-        save_every=0,
-        resume=None,
-        best_metric=f"val_{spec.headline}",
-        lower_is_better=False,
-        patience=cfg.patience,
-        keep_best=True,
-    )
-    optimizer = build_adamw(model, lr=cfg.lr or DEFAULT_LR[method], weight_decay=cfg.weight_decay)
-    scheduler = build_scheduler(optimizer, "cosine", min(cfg.warmup_steps, max(1, steps // 10)), steps)
-    batches = _batches(rows, cfg.batch_size, _collate_fn(task, pad_id), seed)
-    t0 = time.perf_counter()
-    with _PeakRSS(device) as mem, progress.task(f"finetune {task}/{method}", total=steps) as bar:
-        state = train(
-            model,
-            batches,
-            optimizer,
-            scheduler,
-            settings=loop,
-            device=device,
-            evaluate=evaluate,
-            metrics_path=metrics_path,
-            progress=bar,
-            log=progress.log,
-        )
-    wall = time.perf_counter() - t0
-    best = state.best_eval or evaluate(model, state.step)
-    validation = {k.removeprefix("val_"): v for k, v in best.items()}
-    test = score(task, model, tokenizer, test_ex, settings)[0] if test_ex else {}
-
-    target = out / ("model" if method == "full" else "adapter")
-    model.save_pretrained(target, safe_serialization=True)
-    tokenizer.save_pretrained(target)
-    extra = {
+    task_info = {
         "seq_len": cfg.seq_len,
         "doc_stride": cfg.klue.doc_stride,
         "max_answer_tokens": cfg.klue.max_answer_tokens,
         "model_task": spec.model_task,
         "validation_file": str(val_file.resolve()) if val_file is not None and val_from_file else None,
     }
-    write_task_info(target, task, method, labels, base, extra)
-    result = FinetuneResult(
+    return train_and_save(
+        model,
+        tokenizer,
+        cfg,
         task=task,
         method=method,
-        trainable_params=trainable,
-        total_params=total,
-        steps=state.step,
-        wall_time_s=round(wall, 2),
-        tokens_per_s=round(state.tokens / max(wall, 1e-9), 1),
-        peak_memory_mb=mem.mb,
-        validation=validation,
-        test=test,
-        output_dir=str(target),
+        base=base,
+        labels=labels,
+        out=out,
+        rows=rows,
+        collate_fn=_collate_fn(task, pad_id),
+        evaluate=evaluate,
+        test=lambda m: score(task, m, tokenizer, test_ex, settings)[0] if test_ex else {},
+        best_metric=f"val_{spec.headline}",
+        lower_is_better=False,
+        seed=seed,
+        device=device,
+        progress=progress,
+        task_info=task_info,
+        eval_info={"headline": spec.headline},
     )
-    write_json(
-        out / "eval.json",
-        {
-            **result.__dict__,
-            "output_dir": target.name,
-            "trainable_pct": result.trainable_pct,
-            "best_step": state.best_step,
-            "headline": spec.headline,
-        },
-    )
-    return result

@@ -15,9 +15,10 @@ import math
 import random
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from kolm.data.batching import batch_plan, collate, encode_classification, encode_sft, pad_token_id, padding_share
 from kolm.data.tasks import load_classification, load_sft
@@ -110,24 +111,31 @@ class _PeakRSS:
         return round(self.peak / 2**20, 1)
 
 
-def _batches(
-    rows: list[dict[str, Any]], batch_size: int, pad_id: int, left: bool, seed: int, by_length: bool
+def _length(row: Any) -> int:
+    return len(row["input_ids"]) if isinstance(row, dict) else len(row.input_ids)
+
+
+def batch_stream(
+    rows: Sequence[Any], batch_size: int, collate_fn: Callable[[list[Any]], dict[str, Any]], seed: int, by_length: bool
 ) -> Iterator[dict[str, Any]]:
-    """Endless batches, a new `batch_plan` each epoch from one seeded generator."""
+    """Endless batches of `rows` (dicts or objects with `input_ids`), a new `batch_plan` each epoch from one
+    seeded generator, each made into tensors by `collate_fn`."""
     rng = random.Random(seed)
-    lengths = [len(r["input_ids"]) for r in rows]
+    lengths = [_length(r) for r in rows]
     while True:
         for batch in batch_plan(lengths, batch_size, rng, by_length=by_length):
-            yield collate([rows[j] for j in batch], pad_id, left=left)
+            yield collate_fn([rows[j] for j in batch])
 
 
-def _padding(rows: list[dict[str, Any]], batch_size: int, seed: int) -> dict[str, float]:
+def padding_report(rows: Sequence[Any], batch_size: int, seed: int, grouped: bool) -> dict[str, Any]:
     """Padding share of one epoch's batches by length and at random (what grouping saves), for eval.json."""
-    lengths = [len(r["input_ids"]) for r in rows]
+    lengths = [_length(r) for r in rows]
     return {
-        name: round(padding_share(lengths, batch_plan(lengths, batch_size, random.Random(seed), by_length=grouped)), 4)
-        for name, grouped in (("by_length", True), ("random", False))
-    }
+        name: round(
+            padding_share(lengths, batch_plan(lengths, batch_size, random.Random(seed), by_length=by_length)), 4
+        )
+        for name, by_length in (("by_length", True), ("random", False))
+    } | {"grouped": grouped}
 
 
 def _evaluate(
@@ -176,10 +184,7 @@ def finetune(
     tokenizer and `kolm_task.json`, `out/metrics.jsonl` and `out/eval.json`.
     The weights saved are those of the best validation score.
     """
-    from kolm.models.loading import load_model, load_tokenizer, write_task_info
-    from kolm.train.loop import LoopSettings, resolve_precision, train
-    from kolm.train.optim import build_adamw
-    from kolm.train.schedule import build_scheduler
+    from kolm.models.loading import load_tokenizer
 
     if task not in TASKS:
         raise KolmError(f"unknown fine-tuning task {task!r}; choose one of {', '.join(TASKS)}")
@@ -189,14 +194,7 @@ def finetune(
         return finetune_klue(
             cfg, task, method, base_model=base_model, out=out, seed=seed, device=device, progress=progress
         )
-    progress = progress or Progress(enabled=False)
-    check_method_available(method, device)
-    base = Path(base_model).resolve()  # absolute, so the adapter's recorded base_model_name_or_path is too
-    if not (base / "config.json").exists():
-        raise KolmError(f"base model not found: {base_model} (run `kolm pretrain` first, or set finetune.base_model)")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    seed_everything(seed)
+    base, out = start_run(base_model, out, method, device, seed)
     tokenizer = load_tokenizer(base)
     pad_id = pad_token_id(tokenizer)
 
@@ -213,22 +211,84 @@ def finetune(
         val_rows = encode_sft(tokenizer, val_chats, cfg.seq_len)
         test_rows = []
 
+    model_task = "classify" if task == "classify" else "causal-lm"
+    model = load_trainable(
+        base, cfg, method, model_task=model_task, peft_task=task, labels=labels, pad_id=pad_id, device=device
+    )
+
+    def evaluate(m: Any, step: int) -> dict[str, float]:
+        val = _evaluate(m, val_rows, task, pad_id, device, labels)
+        return {f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))}
+
+    left = task == "classify"  # classification pools the last token: pad on the left
+    return train_and_save(
+        model,
+        tokenizer,
+        cfg,
+        task=task,
+        method=method,
+        base=base,
+        labels=labels,
+        out=out,
+        rows=train_rows,
+        collate_fn=lambda batch: collate(batch, pad_id, left=left),
+        evaluate=evaluate,
+        test=lambda m: _evaluate(m, test_rows, task, pad_id, device, labels) if test_rows else {},
+        best_metric="val_macro_f1" if task == "classify" else "val_loss",
+        lower_is_better=task != "classify",
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
+
+
+def start_run(base_model: str | Path, out: str | Path, method: str, device: str, seed: int) -> tuple[Path, Path]:
+    """Checks before any work (method available here, base model present), the output folder, the seed;
+    returns (absolute base dir, out dir). Absolute, so the adapter's recorded base_model_name_or_path is too."""
+    check_method_available(method, device)
+    base = Path(base_model).resolve()
+    if not (base / "config.json").exists():
+        raise KolmError(f"base model not found: {base_model} (run `kolm pretrain` first, or set finetune.base_model)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(seed)
+    return base, out
+
+
+def load_trainable(
+    base: Path,
+    cfg: FinetuneConfig,
+    method: str,
+    *,
+    model_task: str,
+    peft_task: str,
+    labels: list[str],
+    pad_id: int,
+    device: str,
+    regression: bool = False,
+) -> Any:
+    """The base loaded for `model_task` through the one loader, wrapped for `method` (PEFT), on `device`, in
+    training mode. `regression`: a one-output classifier trained with MSE (KLUE-STS)."""
+    from kolm.models.loading import load_model
+
     # QLoRA: the frozen base is loaded in 4-bit NF4 (bitsandbytes, on the GPU), the LoRA weights train in fp32.
     quant = "nf4" if method == "qlora" else None
     model, _ = load_model(
         base,
-        task="classify" if task == "classify" else "causal-lm",
+        task=model_task,
         device=device,
         labels=labels or None,
-        pad_token_id=pad_id if task == "classify" else None,
+        pad_token_id=pad_id if model_task == "classify" else None,
         quant=quant,
     )
+    if regression:
+        model.config.problem_type = "regression"
     if quant is not None:
         import peft
 
         # Norms and heads to fp32, gradients enabled at the embedding output, activation checkpointing on.
         model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
-    pc = peft_config(method, task, cfg, model.config)
+    pc = peft_config(method, peft_task, cfg, model.config)
     if pc is not None:
         import peft
 
@@ -236,18 +296,46 @@ def finetune(
     if quant is None:
         model.to(device)  # a bitsandbytes model is already on its device and refuses .to()
     model.train()
-    trainable, total = count_parameters(model)
+    return model
 
+
+def train_and_save(
+    model: Any,
+    tokenizer: Any,
+    cfg: FinetuneConfig,
+    *,
+    task: str,
+    method: str,
+    base: Path,
+    labels: list[str],
+    out: Path,
+    rows: Sequence[Any],
+    collate_fn: Callable[[list[Any]], dict[str, Any]],
+    evaluate: Callable[[Any, int], dict[str, float]],
+    test: Callable[[Any], dict[str, Any]],
+    best_metric: str,
+    lower_is_better: bool,
+    seed: int,
+    device: str,
+    progress: Progress | None = None,
+    task_info: dict[str, Any] | None = None,
+    eval_info: dict[str, Any] | None = None,
+) -> FinetuneResult:
+    """The part every fine-tuning task shares: train `model` on batches of `rows` with the pretraining loop
+    (validation by `evaluate`, early stopping, the best weights kept), score `test`, save the weights, the
+    tokenizer and `kolm_task.json` (+ `task_info`), and write `eval.json` (+ `eval_info`)."""
+    from kolm.models.loading import write_task_info
+    from kolm.train.loop import LoopSettings, resolve_precision, train
+    from kolm.train.optim import build_adamw
+    from kolm.train.schedule import build_scheduler
+
+    progress = progress or Progress(enabled=False)
+    trainable, total = count_parameters(model)
     steps = cfg.max_steps
     if cfg.epochs > 0:
-        steps = max(1, math.ceil(cfg.epochs * len(train_rows) / cfg.batch_size))
+        steps = max(1, math.ceil(cfg.epochs * len(rows) / cfg.batch_size))
     metrics_path = out / "metrics.jsonl"
     metrics_path.unlink(missing_ok=True)
-
-    def evaluate(m: Any, step: int) -> dict[str, float]:
-        val = _evaluate(m, val_rows, task, pad_id, device, labels)
-        return {f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))}
-
     settings = LoopSettings(
         max_steps=steps,
         grad_clip=1.0,
@@ -256,14 +344,14 @@ def finetune(
         eval_every=cfg.eval_every,
         save_every=0,
         resume=None,
-        best_metric="val_macro_f1" if task == "classify" else "val_loss",
-        lower_is_better=task != "classify",
+        best_metric=best_metric,
+        lower_is_better=lower_is_better,
         patience=cfg.patience,
         keep_best=True,
     )
     optimizer = build_adamw(model, lr=cfg.lr or DEFAULT_LR[method], weight_decay=cfg.weight_decay)
     scheduler = build_scheduler(optimizer, "cosine", min(cfg.warmup_steps, max(1, steps // 10)), steps)
-    batches = _batches(train_rows, cfg.batch_size, pad_id, task == "classify", seed, cfg.group_by_length)
+    batches = batch_stream(rows, cfg.batch_size, collate_fn, seed, cfg.group_by_length)
     t0 = time.perf_counter()
     with _PeakRSS(device) as mem, progress.task(f"finetune {task}/{method}", total=steps) as bar:
         state = train(
@@ -281,12 +369,12 @@ def finetune(
     wall = time.perf_counter() - t0
     best = state.best_eval or evaluate(model, state.step)  # the scores of the weights the loop kept
     validation = {k.removeprefix("val_"): v for k, v in best.items()}
-    test = _evaluate(model, test_rows, task, pad_id, device, labels) if test_rows else {}
+    scores = test(model)
 
     target = out / ("model" if method == "full" else "adapter")
     model.save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
-    write_task_info(target, task, method, labels, base)
+    write_task_info(target, task, method, labels, base, task_info)
     result = FinetuneResult(
         task=task,
         method=method,
@@ -297,7 +385,7 @@ def finetune(
         tokens_per_s=round(state.tokens / max(wall, 1e-9), 1),
         peak_memory_mb=mem.mb,
         validation=validation,
-        test=test,
+        test=scores,
         output_dir=str(target),
     )
     write_json(
@@ -308,7 +396,8 @@ def finetune(
             "trainable_pct": result.trainable_pct,
             "best_step": state.best_step,
             # one epoch's padding among computed positions, batched by length and at random; `grouped` says which ran
-            "padding_share": {**_padding(train_rows, cfg.batch_size, seed), "grouped": cfg.group_by_length},
+            "padding_share": padding_report(rows, cfg.batch_size, seed, cfg.group_by_length),
+            **(eval_info or {}),
         },
     )
     return result
