@@ -128,37 +128,44 @@ def read_manifest(run_dir: Path, stage_dir: str, name: str = "manifest.json") ->
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def seconds_per_step(cfg, steps: int = 4) -> float:
-    """Time a few pretraining steps of the configured model (median), to turn minutes into steps.
+def seconds_per_step(cfg, warmup: int = 3, steps: int = 8) -> float:
+    """Time pretraining steps of the configured model (median), to turn minutes into steps.
 
-    Same model, batch, sequence length, precision and optimizer as the pretrain
-    stage, on random tokens; the first step (allocation, warm-up) is not counted.
+    The path the pretrain loop takes: same model, batch, sequence length,
+    precision and optimizer; on CPUs the compiled forward asking for the loss
+    alone (`skip_logits`), as `train/stage.py` sets it up. Random tokens; the
+    first `warmup` steps (compilation, allocation) are not counted.
     """
     import torch
     from transformers import AutoTokenizer
 
     from kolm.run import resolve_device
-    from kolm.train.loop import autocast_context, resolve_precision
+    from kolm.train.loop import autocast_context, compiled_or_plain, resolve_precision
     from kolm.train.optim import build_adamw
     from kolm.train.stage import build_model
 
     device = resolve_device(cfg.device)
+    on_cpu = torch.device(device).type == "cpu"
     tok = AutoTokenizer.from_pretrained(str(cfg.run_path / "tokenizer"))
     p = cfg.pretrain
     model = build_model(cfg.model, len(tok), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id).to(device)
     opt = build_adamw(model, p.lr, p.weight_decay, (p.beta1, p.beta2))
     precision = resolve_precision(p.precision, device)
+    forward = compiled_or_plain(model) if p.compile and on_cpu else model
+    extra = {"skip_logits": True} if on_cpu else {}
     x = torch.randint(0, len(tok), (p.batch_size, p.seq_len), device=device)
     times = []
-    for _ in range(steps + 1):
+    for _ in range(warmup + steps):
         t0 = time.perf_counter()
         with autocast_context(precision, device):
-            loss = model(input_ids=x, labels=x).loss
+            loss = forward(input_ids=x, labels=x, **extra).loss
         loss.backward()
+        if p.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t0)
-    rest = sorted(times[1:])
+    rest = sorted(times[warmup:])
     return rest[len(rest) // 2]
 
 
