@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import unicodedata
 from collections import Counter
@@ -12,16 +13,18 @@ import pytest
 ASSETS = Path(__file__).resolve().parents[1] / "src" / "kolm" / "assets"
 
 
+def _text(path: Path) -> str:
+    return (gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()).decode("utf-8")
+
+
 def _jsonl(name: str) -> list[dict]:
-    path = ASSETS / name
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in _text(ASSETS / name).splitlines() if line.strip()]
 
 
 def test_pretraining_documents_cover_genres_and_size():
-    files = sorted((ASSETS / "corpus").glob("*.jsonl"))
+    files = sorted((ASSETS / "corpus").glob("*.jsonl.gz"))
     docs = [d for f in files for d in _jsonl(f"corpus/{f.name}")]
-    size = sum(len(d["text"].encode("utf-8")) for d in docs)
-    assert size >= 150_000
+    assert sum(len(d["text"]) for d in docs) >= 300_000  # characters
     genres = Counter(d["genre"] for d in docs)
     assert {"encyclopedia", "news", "essay", "dialogue", "review", "howto"} <= set(genres)
     assert len({d["text"] for d in docs}) == len(docs)  # no repeated documents
@@ -45,12 +48,21 @@ def test_instructions_preferences_and_eval_prompts():
     assert len(prompts) >= 40 and all(r["prompt"] for r in prompts)
 
 
-@pytest.mark.parametrize("path", sorted(p.relative_to(ASSETS).as_posix() for p in ASSETS.rglob("*.jsonl")))
+@pytest.mark.parametrize(
+    "path", sorted(p.relative_to(ASSETS).as_posix() for p in ASSETS.rglob("*") if ".jsonl" in p.name)
+)
 def test_every_file_is_nfc_text(path):
-    text = (ASSETS / path).read_text(encoding="utf-8")
+    text = _text(ASSETS / path)
     assert unicodedata.is_normalized("NFC", text)
 
 
 def test_assets_stay_compact():
     total = sum(p.stat().st_size for p in ASSETS.rglob("*") if p.is_file())
     assert total < 2 * 1024 * 1024
+
+
+def test_package_stays_under_2_mb():
+    """Everything the wheel installs (code, presets, assets), unpacked."""
+    package = ASSETS.parent
+    total = sum(p.stat().st_size for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    assert total < 2_000_000
