@@ -311,3 +311,28 @@ def test_bf16_training_step_is_close_to_llama():
     torch.testing.assert_close(ours, theirs, atol=2e-2, rtol=0)
     ours.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_compiled_fp32_training_step_equals_eager():
+    # Compiled fp32 CPU training takes the matmul attention (blocks._explicit_attention); eager keeps SDPA.
+    # Same loss and gradients either way.
+    pytest.importorskip("torch._inductor")
+    from kolm.train.loop import compiled_or_plain
+
+    model = make_model(seed=4, sharpen=1.0).train()
+    compiled = compiled_or_plain(model)
+    if compiled is model:
+        pytest.skip("torch.compile is unavailable here")
+    x = torch.randint(0, 300, (2, 24), generator=torch.Generator().manual_seed(5))
+
+    def loss_and_grads(forward):
+        model.zero_grad(set_to_none=True)
+        loss = forward(input_ids=x, labels=x, skip_logits=True).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    ref_loss, ref_grads = loss_and_grads(model)
+    loss, grads = loss_and_grads(compiled)
+    torch.testing.assert_close(loss, ref_loss, atol=1e-5, rtol=1e-5)
+    for name, g in ref_grads.items():
+        torch.testing.assert_close(grads[name], g, atol=1e-5, rtol=1e-4, msg=name)

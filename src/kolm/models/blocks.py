@@ -25,7 +25,8 @@ Design choices worth knowing:
   SDPA's `enable_gqa` (no `repeat_interleave` copies of k and v). Training
   in bf16 on a CPU takes `causal_attention_bmm` instead: SDPA's CPU flash
   kernel is fast forward but its bf16 backward measured ~2.5x slower than
-  plain batched matmuls at the sequence lengths kolm trains on.
+  plain batched matmuls at the sequence lengths kolm trains on; compiled fp32
+  training on a CPU takes it too (the softmax and mask fuse there).
 * Inference state is an explicit cache object handed to `forward`
   (see `kolm.models.cache`); anything with `update(k, v, layer_idx)` and
   `get_seq_length()` works, including Hugging Face's `DynamicCache`.
@@ -206,9 +207,13 @@ class _FusedWeight:
 
 
 def _explicit_attention(q: torch.Tensor) -> bool:
-    # CPU bf16 training: the flash kernel's backward measured ~2.5x slower than three batched matmuls and a
-    # softmax at T=128 (2 cores, AMX); fp32 and inference keep SDPA, which is faster there.
-    return q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.requires_grad and torch.is_grad_enabled()
+    # CPU training at T=128 (2 cores, AMX), measured with benchmarks/bench_train.py: in bf16 the flash kernel's
+    # backward is ~2.5x slower than three batched matmuls and a softmax; in fp32 the matmul form pays only inside
+    # torch.compile, where the mask, scale and softmax fuse (step 1.31x vs 1.21x HF Llama with SDPA). Eager fp32
+    # and inference keep SDPA.
+    if q.device.type != "cpu" or not (q.requires_grad and torch.is_grad_enabled()):
+        return False
+    return q.dtype == torch.bfloat16 or (q.dtype == torch.float32 and torch.compiler.is_compiling())
 
 
 def causal_attention_bmm(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
