@@ -9,7 +9,12 @@ agreement). Sides, rounds alternating so machine noise hits all of them:
 * `ours bf16`: the engine on bf16 weights (`load_model(..., quant="bf16")`),
   half the bytes per token; only on CPUs with native bf16 (AVX512-BF16/AMX);
 * `ours bf16 compiled` (with --compile): the same with `Engine(compile=True)`,
-  each decode step one compiled graph; the compile time is printed apart.
+  each decode step one compiled graph; the compile time is printed apart;
+* `ours int8-wo`: int8 weight-only linear layers, the output head included
+  (`load_model(..., quant="int8-wo")`), fp32 activations: a quarter of the
+  fp32 weight bytes per token;
+* `ours int8-wo bf16` / `... compiled` (bf16 CPUs; compiled with --compile):
+  the same with bf16 activations (`--dtype bf16 --quant int8-wo`).
 
 Per side: time to first token (a run with max_new_tokens=1), batch-1 decode
 tokens/s ((N - 1) / (time for N tokens - TTFT)) and batch-8 throughput
@@ -101,7 +106,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-bf16", action="store_true", help="leave out the bf16 sides")
-    ap.add_argument("--compile", action="store_true", help="add `ours bf16 compiled` (Engine(compile=True))")
+    ap.add_argument("--no-int8", action="store_true", help="leave out the int8 weight-only sides")
+    ap.add_argument(
+        "--compile", action="store_true", help="add the compiled sides (Engine(compile=True)): bf16, int8-wo bf16"
+    )
     ap.add_argument(
         "--clock",
         default="wall",
@@ -119,6 +127,7 @@ def main() -> None:
     hf_logging.set_verbosity_error()
 
     from kolm.infer.engine import Engine, SamplingParams
+    from kolm.models.int8_weights import int8_weights_available, quantize_int8_weights
     from kolm.models.quant import cpu_native_bf16
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -161,12 +170,20 @@ def main() -> None:
         sides["ours bf16"] = engine_run(Engine(ours16))
         if args.compile:
             sides["ours bf16 compiled"] = engine_run(Engine(ours16, compile=True))
+    if not args.no_int8 and int8_weights_available():
+        sides["ours int8-wo"] = engine_run(Engine(quantize_int8_weights(copy.deepcopy(ours))))
+        if bf16:
+            w8_16 = quantize_int8_weights(copy.deepcopy(ours).to(torch.bfloat16))
+            sides["ours int8-wo bf16"] = engine_run(Engine(w8_16))
+            if args.compile:
+                sides["ours int8-wo bf16 compiled"] = engine_run(Engine(w8_16, compile=True))
     notes = []
     reference = hf_run(N, one)[0]
     for name, run in sides.items():  # warm-up (and compilation) + greedy agreement with HF, once before timing
         t0 = CLOCK()
         run(2, one)
         run(2, batch_prompts)
+        run(N, batch_prompts)  # a compiled side compiles once per (batch, cache size): not inside the timed rounds
         if name != "HF generate":
             tokens = run(N, one)[0]
             agree = next((i for i, (a, b) in enumerate(zip(tokens, reference)) if a != b), len(reference))
@@ -204,8 +221,8 @@ def main() -> None:
     kv = 2 * c.n_layers * c.n_kv_heads * c.head_dim * (P + N // 2)  # KV-cache elements read per token, on average
     print("\n| weights | bytes read per token | ceiling at DRAM copy bandwidth | ceiling at cached copy bandwidth |")
     print("| --- | --- | --- | --- |")
-    for label, size in (("fp32", 4), ("bf16", 2)):
-        nbytes = weight_bytes(ours) // 4 * size + kv * size
+    for label, size, kv_size in (("fp32", 4, 4), ("bf16", 2, 2), ("int8 (bf16 cache)", 1, 2)):
+        nbytes = weight_bytes(ours) // 4 * size + kv * kv_size
         cached = copy_bandwidth(max(nbytes, 1 << 20))
         print(
             f"| {label} | {nbytes / 1e6:.1f} MB | {dram / nbytes:.0f} tok/s ({dram / 1e9:.1f} GB/s) | "

@@ -151,7 +151,7 @@ def command(
     quant: Optional[str] = typer.Option(
         None,
         "--quant",
-        help="quantize on load: int8 (CPU dynamic), bf16, nf4 / llm-int8 (CUDA, bitsandbytes); default none (양자화)",
+        help="quantize on load: int8 (CPU dynamic), int8-wo (CPU int8 weights only), bf16, nf4 / llm-int8 (CUDA, bitsandbytes); default none (양자화)",
     ),
     debug: bool = typer.Option(False, "--debug", help="show full tracebacks"),
 ) -> None:

@@ -14,7 +14,7 @@ def command(
         None,
         "--variant",
         "-v",
-        help="fp32, bf16, int8, onnx, onnx-int8, gguf-q8_0, gguf-q4_0 (repeatable; default: all that run here)",
+        help="fp32, bf16, int8, int8-wo, onnx, onnx-int8, gguf-q8_0, gguf-q4_0 (repeatable; default: all that run here)",
     ),
     text: Optional[Path] = typer.Option(
         None, "--text", help="held-out text, one document per line (default: built-in Korean sentences)"

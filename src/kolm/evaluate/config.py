@@ -30,7 +30,7 @@ class JudgeConfig(Section):
 
 
 # The one loader's quant= values (kolm.models.quant.QUANTS), written out: loading a config must not import torch.
-QUANT_CHOICES = ("int8", "bf16", "nf4", "llm-int8")
+QUANT_CHOICES = ("int8", "int8-wo", "bf16", "nf4", "llm-int8")
 
 
 @dataclass
@@ -52,7 +52,7 @@ class EvalConfig(Section):
     device: str | None = option(None, help="device override (default: the run's device)")
     quant: str | None = option(
         None,
-        help="evaluate models loaded quantized: int8 (CPU dynamic), bf16, nf4 / llm-int8 (CUDA, bitsandbytes)",
+        help="evaluate models loaded quantized: int8 (CPU dynamic), int8-wo (CPU int8 weights only), bf16, nf4 / llm-int8 (CUDA, bitsandbytes)",
         choices=[None, *QUANT_CHOICES],
     )
     # language modelling

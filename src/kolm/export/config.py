@@ -10,7 +10,7 @@ from kolm.sections import Section, option
 __all__ = ["ExportConfig"]
 
 _FORMATS = ["hf-llama", "hf", "gguf", "onnx"]
-_VARIANTS = ["fp32", "bf16", "int8", "onnx", "onnx-int8", "gguf-f16", "gguf-q8_0", "gguf-q4_0"]
+_VARIANTS = ["fp32", "bf16", "int8", "int8-wo", "onnx", "onnx-int8", "gguf-f16", "gguf-q8_0", "gguf-q4_0"]
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The quantization table: each form of one model measured side by side, in one process, on one machine.
 
-Variants: fp32, bf16 and int8 in PyTorch (through the one loader and the one
+Variants: fp32, bf16, int8 (torch.ao dynamic) and int8-wo (int8 weights only) in PyTorch (through the one loader and the one
 generation entry point), ONNX fp32 and int8 in onnxruntime, GGUF Q8_0/Q4_0/
 F16 (llama.cpp when `llama_cpp` is importable, else its quality read back
 through transformers, whose dequantized weights are the file's). Per variant:
@@ -29,7 +29,7 @@ from typing import Any
 
 __all__ = ["Measurement", "VARIANTS", "default_variants", "measure_variants", "read_bandwidth", "write_table"]
 
-VARIANTS = ("fp32", "bf16", "int8", "onnx", "onnx-int8", "gguf-f16", "gguf-q8_0", "gguf-q4_0")
+VARIANTS = ("fp32", "bf16", "int8", "int8-wo", "onnx", "onnx-int8", "gguf-f16", "gguf-q8_0", "gguf-q4_0")
 SAMPLE_TEXTS = [
     "오늘은 날씨가 맑고 바람이 시원해서 산책하기 좋은 날이었다.",
     "이 영화는 배우들의 연기가 훌륭했지만 이야기의 전개가 조금 느렸다.",
@@ -82,6 +82,7 @@ def default_variants() -> list[str]:
     """The variants this environment can measure (optional packages present, CPU features)."""
     import importlib.util
 
+    from kolm.models.int8_weights import int8_weights_available
     from kolm.models.quant import cpu_native_bf16, int8_available
 
     out = ["fp32"]
@@ -89,6 +90,8 @@ def default_variants() -> list[str]:
         out.append("bf16")
     if int8_available():
         out.append("int8")
+    if int8_weights_available():
+        out.append("int8-wo")
     if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):
         out += ["onnx", "onnx-int8"]
     if importlib.util.find_spec("gguf"):
@@ -292,7 +295,7 @@ def measure_variants(
     with tempfile.TemporaryDirectory(prefix="kolm-quant-") as tmp:
         work = Path(work_dir) if work_dir else Path(tmp)
         for variant in variants:
-            if variant in ("fp32", "bf16", "int8"):
+            if variant in ("fp32", "bf16", "int8", "int8-wo"):
                 row = _torch_row(model_dir, variant, texts, new_tokens)
             elif variant.startswith("onnx"):
                 from kolm.export import export_model

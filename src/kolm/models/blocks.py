@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kolm.errors import ConfigError
+from kolm.models.int8_weights import Int8Linear, int8_matmul
 
 __all__ = [
     "RMSNorm",
@@ -184,26 +185,54 @@ def reuse_fused_weights(model: nn.Module) -> Iterator[None]:
 
 
 class _FusedWeight:
-    """Concatenation of several Linear weights; cached only inside `reuse_fused_weights`."""
+    """Concatenations of several layers' weights (one per slot); cached only inside `reuse_fused_weights`.
+
+    Frozen slots (int8 buffers of an inference model, which nothing updates)
+    are kept across generations, so a compiled decode step keeps reading the
+    same tensor and is not retraced.
+    """
 
     def __init__(self) -> None:
+        self._frozen: dict[str, tuple[tuple, torch.Tensor]] = {}
         self.clear()
 
     def clear(self) -> None:
-        self._key: tuple | None = None
-        self._weight: torch.Tensor | None = None
+        self._cached: dict[str, tuple[tuple, torch.Tensor]] = {}
 
-    def __call__(self, *linears: nn.Linear) -> torch.Tensor:
-        ws = [m.weight for m in linears]
+    def __call__(self, ws: list[torch.Tensor], slot: str = "weight", frozen: bool = False) -> torch.Tensor:
+        """torch.cat(ws) along rows; `frozen`: the tensors never change, so the concatenation is always kept and a
+        traced step reads the kept copy (made by an eager call such as the prefill) instead of concatenating."""
         if torch.compiler.is_compiling():
+            # Only the frozen store is read while tracing: reading the other would guard the graph on its contents.
+            kept = self._frozen.get(slot) if frozen else None
+            if kept is not None:
+                return kept[1]
             return torch.cat(ws, dim=0)  # traced: fused into a compiled training step, a constant in a frozen one
-        if not getattr(_REUSE, "on", False) or (torch.is_grad_enabled() and any(w.requires_grad for w in ws)):
+        store = self._frozen if frozen else self._cached
+        cached = store.get(slot)
+        if not (frozen or getattr(_REUSE, "on", False)) or (
+            torch.is_grad_enabled() and any(w.requires_grad for w in ws)
+        ):
             return torch.cat(ws, dim=0)  # differentiable; gradients split back per weight
         key = tuple((w.data_ptr(), w._version) for w in ws)  # a move or cast changes data_ptr
-        if key != self._key:
+        if cached is None or cached[0] != key:
             with torch.inference_mode(False):
-                self._weight, self._key = torch.cat([w.detach() for w in ws], dim=0), key
-        return self._weight
+                cached = store[slot] = (key, torch.cat([w.detach() for w in ws], dim=0))
+        return cached[1]
+
+
+def _fused_projection(fused: _FusedWeight, x: torch.Tensor, *layers: nn.Module) -> torch.Tensor | None:
+    """x through `layers` as one matmul on their stacked weights: (..., sum of out features), or None.
+
+    None when the layers cannot be stacked (a PEFT wrapper, a hooked or
+    mixed layer): the caller then runs them one by one.
+    """
+    if _plain_linear(*layers):
+        return F.linear(x, fused([m.weight for m in layers]))
+    if all(type(m) is Int8Linear and not m._forward_hooks and not m._forward_pre_hooks for m in layers):
+        qweight = fused([m.qweight for m in layers], "qweight", frozen=True)
+        return int8_matmul(x, qweight, fused([m.scales for m in layers], "scales", frozen=True))
+    return None
 
 
 def _explicit_attention(q: torch.Tensor) -> bool:
@@ -259,8 +288,9 @@ class Attention(nn.Module):
         """x: (B, T, C); mask: bool (B, 1, T, Tk) or None for plain causal attention over x alone."""
         B, T, _ = x.shape
         H, KV, D = self.n_heads, self.n_kv_heads, self.head_dim
-        if _plain_linear(self.q_proj, self.k_proj, self.v_proj):
-            qkv = F.linear(x, self._fused(self.q_proj, self.k_proj, self.v_proj)).view(B, T, H + 2 * KV, D)
+        qkv = _fused_projection(self._fused, x, self.q_proj, self.k_proj, self.v_proj)  # (B, T, (H+2KV)*D)
+        if qkv is not None:
+            qkv = qkv.view(B, T, H + 2 * KV, D)
             qk = apply_rotary(qkv[:, :, : H + KV], cos, sin)  # q and k rotated together: (B, T, H+KV, D)
             q, k, v = qk[:, :, :H], qk[:, :, H:], qkv[:, :, H + KV :]
         else:
@@ -303,8 +333,9 @@ class SwiGLU(nn.Module):
         self._fused = _FusedWeight()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _plain_linear(self.gate_proj, self.up_proj):
-            gate, up = F.linear(x, self._fused(self.gate_proj, self.up_proj)).chunk(2, dim=-1)  # (B, T, F) each
+        gate_up = _fused_projection(self._fused, x, self.gate_proj, self.up_proj)
+        if gate_up is not None:
+            gate, up = gate_up.chunk(2, dim=-1)  # (B, T, F) each
         else:
             gate, up = self.gate_proj(x), self.up_proj(x)
         h = F.silu(gate) * up

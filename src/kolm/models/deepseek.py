@@ -258,7 +258,7 @@ class KolmDeepseekForCausalLM(CausalLMHead, KolmDeepseekPreTrainedModel, Generat
     ) -> KVCache:
         """An empty latent cache: per layer and token, kv_lora_rank latent values plus qk_rope_head_dim rotary key."""
         c = self.config
-        p = self.lm_head.weight
+        p = self.model.embed_tokens.weight  # not the head's: an int8 weight-only head has no float weight
         return KVCache(
             c.n_layers,
             batch_size,

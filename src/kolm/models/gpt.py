@@ -351,7 +351,7 @@ class KolmGPTForCausalLM(CausalLMHead, KolmGPTPreTrainedModel, GenerationMixin):
     ) -> KVCache:
         """An empty preallocated inference state for `batch_size` rows of up to `max_len` tokens."""
         c = self.config
-        p = self.lm_head.weight
+        p = self.model.embed_tokens.weight  # not the head's: an int8 weight-only head has no float weight
         return KVCache(c.n_layers, batch_size, c.n_kv_heads, c.head_dim, max_len, device or p.device, dtype or p.dtype)
 
     def decode_step(
@@ -371,7 +371,8 @@ class KolmGPTForCausalLM(CausalLMHead, KolmGPTPreTrainedModel, GenerationMixin):
         on values and no shape that grows, so `torch.compile` traces it once
         per (batch, cache size) and the engine can run it compiled.
         """
-        cos, sin = self.model.rotary.tables(self.lm_head.weight.device, self.lm_head.weight.dtype)
+        p = self.model.embed_tokens.weight
+        cos, sin = self.model.rotary.tables(p.device, p.dtype)
         cos, sin = cos[position_ids].unsqueeze(2), sin[position_ids].unsqueeze(2)  # (B, 1, 1, D)
         written = torch.arange(keys.shape[1], device=keys.device) <= column  # (max_len,)
         mask = (keys & written)[:, None, None, :]  # (B, 1, 1, max_len)

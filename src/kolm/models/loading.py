@@ -179,20 +179,21 @@ def load_model(
     `merge=True` folds LoRA/DoRA/IA3 updates into the weights (what the
     generation engine wants). `dtype`: "fp32", "bf16", "fp16", a torch dtype,
     or None for the checkpoint's own. `quant` (`kolm.models.quant.QUANTS`):
-    "int8" (CPU dynamic int8, inference only), "bf16", or on CUDA "nf4" /
+    "int8" (CPU dynamic int8, inference only), "int8-wo" (CPU int8 weights
+    only, inference only), "bf16", or on CUDA "nf4" /
     "llm-int8" (bitsandbytes; the model is placed on `device` while loading).
     """
     if task not in TASKS:
         raise KolmError(f"unknown model task {task!r}; choose one of {', '.join(TASKS)}")
     import kolm.models  # noqa: F401  (registers kolm architectures with transformers' Auto classes)
-    from kolm.models.quant import bnb_config, check_quant, quantize_int8
+    from kolm.models.quant import apply_cpu_quant, bnb_config, check_quant
 
     check_quant(quant, device)
     model_dir = find_model_dir(path)
     if quant == "bf16":
         dtype = "bf16"
-    if quant == "int8" and merge is False and is_adapter(model_dir):
-        merge = True  # dynamic int8 layers cannot host an adapter: fold it in first
+    if quant in ("int8", "int8-wo") and merge is False and is_adapter(model_dir):
+        merge = True  # int8 layers cannot host an adapter: fold it in first
     torch_dtype = parse_dtype(dtype) if isinstance(dtype, str) or dtype is None else dtype
     quantization = bnb_config(quant) if quant in ("nf4", "llm-int8") else None
     info = task_info(model_dir)
@@ -214,7 +215,7 @@ def load_model(
     if quantization is not None:
         return model.eval(), tokenizer  # bitsandbytes placed it on `device`; quantized weights refuse .to()
     model = model.to(device).eval()
-    return (quantize_int8(model) if quant == "int8" else model), tokenizer
+    return apply_cpu_quant(model, quant), tokenizer
 
 
 def load_tokenizer(path: str | Path) -> Any:

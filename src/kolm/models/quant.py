@@ -3,6 +3,7 @@
 | quant | device | what happens |
 | --- | --- | --- |
 | int8 | CPU | linear layers' weights to int8, activations quantized per call (dynamic) |
+| int8-wo | CPU | weight-only int8 (head included), bf16 activations in the product: fastest batch-1 decode |
 | bf16 | CPU with native bf16, CUDA | weights stored and computed in bf16 |
 | nf4 | CUDA | bitsandbytes 4-bit NormalFloat weights, bf16 compute (QLoRA's base) |
 | llm-int8 | CUDA | bitsandbytes LLM.int8: int8 weights, outlier features in fp16 |
@@ -19,7 +20,12 @@ is the backend, looked up by feature (`_ao_quantize_dynamic`) because that API
 is deprecated and moves; when it is gone the option says so instead of
 failing obscurely.
 
-The output head stays in full precision: it is usually tied to the embedding,
+`int8-wo` (`kolm.models.int8_weights`) stores every linear weight as int8
+with one scale per output row and keeps the activations in floating point;
+its CPU kernel reads the int8 matrix directly, which is what a batch-1 decode
+step is bound by (`benchmarks/bench_generate.py`, with the greedy agreement).
+
+With `int8` the output head stays in full precision: it is usually tied to the embedding,
 and quantizing it would untie and duplicate it (and the engine reads its dtype
 to size the KV cache).
 """
@@ -30,10 +36,19 @@ from typing import Any
 
 from kolm.errors import KolmError
 
-__all__ = ["QUANTS", "check_quant", "bnb_config", "quantize_int8", "cpu_native_bf16", "int8_available"]
+__all__ = [
+    "QUANTS",
+    "check_quant",
+    "bnb_config",
+    "quantize_int8",
+    "apply_cpu_quant",
+    "cpu_native_bf16",
+    "int8_available",
+]
 
 QUANTS: dict[str, str] = {
     "int8": "CPU: dynamic int8 linear layers (torch.ao quantize_dynamic)",
+    "int8-wo": "CPU: int8 weights only (output head too), activations in bf16/fp32: fastest batch-1 decode",
     "bf16": "bf16 weights: CPUs with AVX512-BF16/AMX, CUDA GPUs",
     "nf4": "CUDA: 4-bit NormalFloat weights with bitsandbytes, bf16 compute (QLoRA)",
     "llm-int8": "CUDA: bitsandbytes LLM.int8 weights",
@@ -93,6 +108,13 @@ def check_quant(quant: str | None, device: str) -> None:
             raise KolmError(
                 "this torch has no dynamic int8 quantization (torch.ao.quantization); use quant bf16 or none"
             )
+    elif quant == "int8-wo":
+        from kolm.models.int8_weights import int8_weights_available
+
+        if kind != "cpu":
+            raise KolmError(f"quant int8-wo runs on the CPU (device is {device}); on CUDA use llm-int8 or nf4")
+        if not int8_weights_available():
+            raise KolmError("this torch has no int8 weight-only kernel (torch._weight_int8pack_mm); use quant int8")
     elif quant == "bf16" and kind == "cpu" and not cpu_native_bf16():
         raise KolmError(
             "this CPU has no native bf16 (AVX512-BF16 or AMX), so bf16 would be emulated and slower; use quant int8"
@@ -135,3 +157,14 @@ def quantize_int8(model: Any) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the deprecation notice of torch.ao.quantization
         return fn(model, names, dtype=torch.qint8, inplace=False)
+
+
+def apply_cpu_quant(model: Any, quant: str | None) -> Any:
+    """`model` with a CPU quant applied after loading ("int8", "int8-wo"); other quants return it unchanged."""
+    if quant == "int8":
+        return quantize_int8(model)
+    if quant == "int8-wo":
+        from kolm.models.int8_weights import quantize_int8_weights
+
+        return quantize_int8_weights(model)
+    return model
