@@ -1,4 +1,4 @@
-"""Quantization side by side: fp32, bf16, int8 (PyTorch), ONNX fp32/int8, GGUF Q8_0/Q4_0 (llama.cpp if installed).
+"""Quantization side by side: fp32, bf16, int8, int8-wo (PyTorch), ONNX fp32/int8, GGUF Q8_0/Q4_0 (llama.cpp if installed).
 
 For each form of one model, in one run on one machine (`kolm.export.measure`):
 size on disk, resident memory, time to first token, batch-1 decode tokens/s
@@ -72,13 +72,13 @@ def held_out(path: str | None, count: int) -> list[str] | None:
 
 
 def classifier_accuracy(classifier: str, nsmc: str, variants: list[str], count: int) -> dict[str, float]:
-    """NSMC accuracy of a fine-tuned classifier in each PyTorch form (fp32, bf16, int8)."""
+    """NSMC accuracy of a fine-tuned classifier in each PyTorch form (fp32, bf16, int8, int8-wo)."""
     from kolm.data.tasks import read_classification
     from kolm.models.loading import load_model
 
     pairs = read_classification("nsmc", nsmc)[:count]
     out = {}
-    for variant in [v for v in variants if v in ("fp32", "bf16", "int8")]:
+    for variant in [v for v in variants if v in ("fp32", "bf16", "int8", "int8-wo")]:
         model, tok = load_model(classifier, task="classify", quant=None if variant == "fp32" else variant)
         right = 0
         with torch.inference_mode():

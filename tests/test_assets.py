@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import json
 import unicodedata
@@ -14,7 +15,12 @@ ASSETS = Path(__file__).resolve().parents[1] / "src" / "kolm" / "assets"
 
 
 def _text(path: Path) -> str:
-    return (gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()).decode("utf-8")
+    raw = path.read_bytes()
+    if path.name.endswith(".gz"):
+        raw = gzip.decompress(raw)
+    elif path.name.endswith(".bz2"):
+        raw = bz2.decompress(raw)
+    return raw.decode("utf-8")
 
 
 def _jsonl(name: str) -> list[dict]:
@@ -22,7 +28,7 @@ def _jsonl(name: str) -> list[dict]:
 
 
 def test_pretraining_documents_cover_genres_and_size():
-    files = sorted((ASSETS / "corpus").glob("*.jsonl.gz"))
+    files = sorted((ASSETS / "corpus").glob("*.jsonl*"))
     docs = [d for f in files for d in _jsonl(f"corpus/{f.name}")]
     assert sum(len(d["text"]) for d in docs) >= 300_000  # characters
     genres = Counter(d["genre"] for d in docs)
@@ -40,9 +46,9 @@ def test_labelled_reviews_are_balanced_and_split():
 
 
 def test_instructions_preferences_and_eval_prompts():
-    inst = _jsonl("instructions.jsonl")
+    inst = _jsonl("instructions.jsonl.bz2")
     assert len(inst) >= 150 and all(r["instruction"] and r["output"] for r in inst)
-    prefs = _jsonl("preferences.jsonl")
+    prefs = _jsonl("preferences.jsonl.bz2")
     assert len(prefs) >= 100 and all(r["chosen"] != r["rejected"] for r in prefs)
     prompts = _jsonl("eval_prompts.jsonl")
     assert len(prompts) >= 40 and all(r["prompt"] for r in prompts)

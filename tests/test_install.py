@@ -52,6 +52,7 @@ def test_wheel_install_runs_the_tiny_pipeline_from_another_folder(tmp_path):
         "model.d_model=32",
         "model.n_layers=1",
         "pretrain.max_steps=2",
+        "pretrain.compile=false",
         "pretrain.warmup_steps=1",
         "pretrain.batch_size=4",
         "pretrain.seq_len=32",

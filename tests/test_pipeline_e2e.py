@@ -32,6 +32,7 @@ OVERRIDES = [
     "pretrain.log_every=3",
     "pretrain.sample_max_new_tokens=4",
     "pretrain.precision=fp32",
+    "pretrain.compile=false",  # the preset compiles; 12 steps do not pay for it
     "finetune.max_steps=4",
     "finetune.eval_every=2",
     "finetune.warmup_steps=1",

@@ -20,6 +20,7 @@ SMALL = [
     "model.d_model=32",
     "model.n_layers=1",
     "pretrain.max_steps=2",
+    "pretrain.compile=false",
     "pretrain.warmup_steps=1",
     "pretrain.batch_size=4",
     "pretrain.seq_len=32",

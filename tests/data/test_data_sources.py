@@ -36,6 +36,25 @@ def test_jsonl_gz_tsv_csv_parquet(tmp_path):
     assert sum(issues.values()) == 1
 
 
+def test_bzip2_line_files_read_like_plain_ones(tmp_path):
+    import bz2
+
+    rows = [{"id": 1, "text": "압축된 첫 문서"}, {"id": 2, "text": "둘째 문서"}]
+    (tmp_path / "a.jsonl.bz2").write_bytes(
+        bz2.compress("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8"))
+    )
+    (tmp_path / "b.txt.bz2").write_bytes(bz2.compress("한 줄\n두 줄\n".encode()))
+    assert [t for _, t in read_file(tmp_path / "a.jsonl.bz2")] == ["압축된 첫 문서", "둘째 문서"]
+    assert [t for _, t in read_file(tmp_path / "b.txt.bz2")] == ["한 줄", "두 줄"]
+    (tmp_path / "c.json.bz2").write_bytes(bz2.compress(b"[]"))
+    with pytest.raises(DataError, match="unknown file type"):
+        list(read_file(tmp_path / "c.json.bz2"))
+    (tmp_path / "cut.jsonl.bz2").write_bytes((tmp_path / "a.jsonl.bz2").read_bytes()[:20])
+    issues = Counter()
+    assert list(read_file(tmp_path / "cut.jsonl.bz2", issues=issues)) == []
+    assert any("read error" in k for k in issues)
+
+
 def test_bad_input_is_counted(tmp_path):
     f = tmp_path / "bad.jsonl"
     f.write_bytes(

@@ -94,5 +94,5 @@ def test_loader_quant_options_are_checked_against_the_device(model_dir):
         load_model(model_dir, quant="nf4")
     with pytest.raises(KolmError, match="quant llm-int8 loads weights with bitsandbytes"):
         load_model(model_dir, quant="llm-int8", device="cpu")
-    with pytest.raises(KolmError, match="unknown quant 'int4'; choose one of int8, bf16, nf4, llm-int8"):
+    with pytest.raises(KolmError, match="unknown quant 'int4'; choose one of int8, int8-wo, bf16, nf4, llm-int8"):
         load_model(model_dir, quant="int4")

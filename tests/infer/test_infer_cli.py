@@ -182,3 +182,19 @@ def test_generate_with_int8_weights_and_a_quant_that_needs_cuda(model_dir):
     if not torch.cuda.is_available():
         res = _main(["generate", "-m", str(model_dir), "-p", "x", "--quant", "nf4"])
         assert res.returncode == 2 and res.stderr.startswith("kolm: error:") and "CUDA" in res.stderr
+
+
+def test_generate_with_int8_weight_only_layers(model_dir):
+    """`--quant int8-wo --dtype bf16`: int8 weights, bf16 activations; the greedy text of the decisive tiny model holds."""
+    from kolm.models.int8_weights import int8_weights_available
+
+    if not int8_weights_available():
+        return
+    runner = CliRunner()
+    base = ["generate", "-m", str(model_dir), "-p", "오늘은", "-n", "6", "--temperature", "0", "--no-stream"]
+    fp32 = runner.invoke(build_app(), base)
+    int8 = runner.invoke(build_app(), [*base, "--quant", "int8-wo"])
+    assert fp32.exit_code == 0 and int8.exit_code == 0, int8.output
+    assert int8.output.splitlines()[0] == fp32.output.splitlines()[0]
+    bf16 = runner.invoke(build_app(), [*base, "--quant", "int8-wo", "--dtype", "bf16"])
+    assert bf16.exit_code == 0 and bf16.output.startswith("오늘은"), bf16.output

@@ -76,6 +76,7 @@ def tiny_overrides(**extra) -> list[str]:
         "pretrain.sample_max_new_tokens": 4,
         "pretrain.sample_prompts": "[오늘]",
         "pretrain.precision": "fp32",
+        "pretrain.compile": False,  # the tiny preset compiles; a few test steps do not pay for it
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]

@@ -51,7 +51,7 @@ class AlignConfig(Section):
     preferences: str | None = option(
         None,
         help="prompt/chosen/rejected jsonl or parquet for dpo and reward; default: dpo samples pairs from the policy "
-        "ranked by the reward, reward trains on the embedded preferences.jsonl",
+        "ranked by the reward, reward trains on the embedded preferences.jsonl.bz2",
     )
     val_fraction: float = option(0.1, help="share of preference pairs held out for accuracy and margins", gt=0, lt=1)
     # training budget and optimizer

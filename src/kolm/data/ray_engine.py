@@ -375,7 +375,7 @@ def _input_bytes(units: list[dict[str, Any]]) -> int:
     for u in units:
         if u["path"]:
             size = os.path.getsize(u["path"])
-            total += size * (4 if u["path"].endswith(".gz") else 1)
+            total += size * (4 if u["path"].endswith((".gz", ".bz2")) else 1)
     return total
 
 

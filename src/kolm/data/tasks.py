@@ -77,7 +77,7 @@ class TaskDataConfig(Section):
 
 
 def read_records(path: str | Path, *, txt_is_tsv: bool = False) -> list[dict[str, Any]]:
-    """Every row of a .jsonl(.gz), .json, .tsv, .csv or .parquet file as a dict; DataError on the first problem."""
+    """Every row of a .jsonl, .json, .tsv, .csv or .parquet file (or .gz/.bz2 line files) as a dict; DataError on the first problem."""
     return list(iter_records(path, None, txt_is_tsv=txt_is_tsv))
 
 
@@ -274,7 +274,7 @@ def _chats(path: Path, strict: bool) -> list[Chat]:
 
 def load_sft(cfg: TaskDataConfig, seed: int = 0) -> tuple[list[Chat], list[Chat]]:
     """Train and validation chats of an instruction task (validation split off train when not given)."""
-    path = assets_dir() / "instructions.jsonl" if cfg.kind == "embedded" else Path(str(cfg.train))
+    path = assets_dir() / "instructions.jsonl.bz2" if cfg.kind == "embedded" else Path(str(cfg.train))
     chats = _chats(path, strict=False)
     if cfg.validation:
         val = _chats(Path(cfg.validation), strict=True)
@@ -365,7 +365,7 @@ def read_preferences(path: str | Path | None = None) -> list[Preference]:
     numeric `margin` column says how much better the chosen answer is. Rows
     with a missing field or identical answers raise DataError naming the file and row.
     """
-    path = Path(path) if path is not None else assets_dir() / "preferences.jsonl"
+    path = Path(path) if path is not None else assets_dir() / "preferences.jsonl.bz2"
     rows = read_records(path)
     if not rows:
         raise DataError(f"{path} holds no preference pairs")
