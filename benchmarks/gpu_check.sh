@@ -9,10 +9,12 @@
 #   2. the `base` preset's training throughput: `kolm pretrain --config base` for 30 steps (its model,
 #      batch, accumulation, precision and torch.compile) on synthetic text over a 32,000-word vocabulary
 #      (the preset's size), then tokens/s and MFU read from pretrain/metrics.jsonl.
+#   2b. where the base preset's step spends its time: benchmarks/profile_train.py (GPU kernel time by category:
+#      matmul, attention, fused/elementwise, optimizer, communication, memory; and the GPU's idle share);
 #   3. the four architectures side by side (`kolm arch compare` at the `small` size): bf16 training tokens/s,
 #      peak memory, and prefill/decode latency with cache sizes from 512 to 16,384 tokens of context.
 # Writes into OUT_DIR: env.txt, pytest.log, pytest.xml, pretrain.log, base_run/ (the run directory),
-# throughput.txt, base_throughput.json, arch.log, arch/ (compare.{md,json,png}) and summary.txt. Exits non-zero
+# throughput.txt, base_throughput.json, profile.txt, profile.json, arch.log, arch/ (compare.{md,json,png}) and summary.txt. Exits non-zero
 # when a test, the benchmark or the architecture comparison failed. ARCH_STEPS=N: steps per architecture (40;
 # 0 skips the comparison).
 # GPU_CHECK_STEPS=N changes the number of pretraining steps (more than 5: the first 5 are warm-up).
@@ -130,6 +132,12 @@ EOF
   bench_rc=${PIPESTATUS[0]}
 fi
 
+# -- 2b. the base preset's step, profiled (at most 2 minutes) ---------------------------
+echo "== base preset: profile of one optimizer step"
+timeout 120 "$PY" benchmarks/profile_train.py --preset base --device cuda --vocab 32000 --warmup 2 --steps 1 \
+  --json "$OUT/profile.json" 2>&1 | tee "$OUT/profile.txt"
+profile_rc=${PIPESTATUS[0]}
+
 # -- 3. the architectures side by side on CUDA (at most 3 minutes) ---------------------
 # `kolm arch compare`'s function on the same synthetic data and tokenizer: GPT, Mamba-2, RWKV-7 and DeepSeek
 # (MoE + MLA) sized to the `small` preset's parameter count, ARCH_STEPS bf16 steps each, then prefill and
@@ -167,8 +175,11 @@ fi
   if [ "$bench_rc" -eq 0 ]; then echo "benchmark: $(tail -1 "$OUT/throughput.txt")"
   else echo "benchmark: FAILED (exit $bench_rc; see $OUT/pretrain.log)"
   fi
+  if [ "$profile_rc" -eq 0 ]; then echo "profile: $(grep -m1 '^step ' "$OUT/profile.txt") (table in $OUT/profile.txt)"
+  else echo "profile: FAILED (exit $profile_rc; see $OUT/profile.txt)"
+  fi
   if [ "$arch_rc" -eq 0 ]; then echo "arch compare: $OUT/arch/compare.md"
   else echo "arch compare: FAILED (exit $arch_rc; see $OUT/arch.log)"
   fi
 } | tee "$OUT/summary.txt"
-[ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ] && [ "$arch_rc" -eq 0 ]
+[ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ] && [ "$profile_rc" -eq 0 ] && [ "$arch_rc" -eq 0 ]
