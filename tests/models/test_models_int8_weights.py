@@ -128,3 +128,29 @@ def test_compiled_int8_decode_gives_the_same_tokens():
     plain = Engine(q).generate(prompts, params)
     compiled = Engine(q, compile=True).generate(prompts, params)
     assert [c.token_ids for c in compiled] == [c.token_ids for c in plain]
+
+
+@pytest.mark.parametrize("arch", ["mamba2", "rwkv7", "deepseek"])
+def test_other_architectures_run_with_int8_weights(arch):
+    # Layers that read a weight directly (MLA's absorbed decode) see an Int8Linear and take their plain path.
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+    from train_helpers import arch_overrides
+
+    from kolm.config import load_config
+    from kolm.infer.generate import generator_for
+    from kolm.infer.sampling import SamplingParams
+    from kolm.models.registry import build_causal_lm
+
+    torch.manual_seed(0)
+    model = build_causal_lm(load_config("tiny", arch_overrides(arch)).model, 300, 1, 2, 0).eval()
+    q = quantize_int8_weights(copy.deepcopy(model))
+    assert not [n for n, m in q.named_modules() if type(m) is torch.nn.Linear and m.bias is None]
+    x = torch.randint(3, 300, (2, 16), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref, got = model(x).logits, q(x).logits
+    assert float((got - ref).abs().max() / ref.abs().max()) < 0.05
+    params = SamplingParams(max_new_tokens=6, temperature=0, eos_token_ids=[])
+    assert len(generator_for(q, None).generate([[1, 5, 6, 7]], params)[0].token_ids) == 6
