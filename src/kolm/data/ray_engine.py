@@ -57,7 +57,7 @@ from kolm.data.curate import (
 )
 from kolm.data.dedup import band_hashes, components, hash_array, star_pairs, verified
 from kolm.data.io import ShardWriter
-from kolm.data.sources import read_source, read_source_file, source_files, source_name
+from kolm.data.sources import is_compressed, read_source, read_source_file, source_files, source_name
 from kolm.errors import KolmError
 
 __all__ = ["curate_ray", "read_units"]
@@ -370,12 +370,12 @@ def curate_ray(
 
 
 def _input_bytes(units: list[dict[str, Any]]) -> int:
-    """Rough size of the input as text (gzip counted four times its size), to choose partitions."""
+    """Rough size of the input as text (gzip/bzip2 counted four times its size), to choose partitions."""
     total = 0
     for u in units:
         if u["path"]:
             size = os.path.getsize(u["path"])
-            total += size * (4 if u["path"].endswith((".gz", ".bz2")) else 1)
+            total += size * (4 if is_compressed(u["path"]) else 1)
     return total
 
 

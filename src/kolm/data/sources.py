@@ -29,6 +29,7 @@ from kolm.errors import DataError
 __all__ = [
     "assets_dir",
     "expand_paths",
+    "is_compressed",
     "iter_records",
     "read_file",
     "read_recipe",
@@ -80,9 +81,14 @@ def _uncompressed_name(path: Path) -> tuple[str, bool]:
     return name, False
 
 
+def is_compressed(path: str | Path) -> bool:
+    """Whether a file is one of the compressed forms read transparently (.gz, .bz2)."""
+    return _uncompressed_name(Path(path))[1]
+
+
 def _lines(path: Path, issues: Counter | None) -> Iterator[str]:
     """Decoded lines of a (possibly gzip/bzip2-compressed) file; lines that are not UTF-8 are counted and skipped."""
-    opener = _COMPRESSED.get(Path(path.name.lower()).suffix, open)
+    opener = _COMPRESSED.get(path.suffix.lower(), open)
     try:
         with opener(path, "rb") as fh:
             for n, raw in enumerate(fh, 1):
@@ -157,7 +163,7 @@ def _kind(path: Path, txt_is_tsv: bool = False) -> str:
     name, compressed = _uncompressed_name(path)
     if name.endswith((".jsonl", ".ndjson")):
         return "jsonl"
-    if name.endswith((".tsv",)) or (txt_is_tsv and name.endswith(".txt")):
+    if name.endswith(".tsv") or (txt_is_tsv and name.endswith(".txt")):
         return "tsv"
     if name.endswith(".csv"):
         return "csv"

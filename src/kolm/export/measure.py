@@ -1,7 +1,7 @@
 """The quantization table: each form of one model measured side by side, in one process, on one machine.
 
-Variants: fp32, bf16, int8 (torch.ao dynamic) and int8-wo (int8 weights only) in PyTorch (through the one loader and the one
-generation entry point), ONNX fp32 and int8 in onnxruntime, GGUF Q8_0/Q4_0/
+Variants: fp32, bf16, int8 (torch.ao dynamic) and int8-wo (int8 weights only)
+in PyTorch (through the one loader and the one generation entry point), ONNX fp32 and int8 in onnxruntime, GGUF Q8_0/Q4_0/
 F16 (llama.cpp when `llama_cpp` is importable, else its quality read back
 through transformers, whose dequantized weights are the file's). Per variant:
 

@@ -25,9 +25,8 @@ with one scale per output row and keeps the activations in floating point;
 its CPU kernel reads the int8 matrix directly, which is what a batch-1 decode
 step is bound by (`benchmarks/bench_generate.py`, with the greedy agreement).
 
-With `int8` the output head stays in full precision: it is usually tied to the embedding,
-and quantizing it would untie and duplicate it (and the engine reads its dtype
-to size the KV cache).
+With `int8` the output head stays in full precision: it is usually tied to the
+embedding, and quantizing it would untie and duplicate it.
 """
 
 from __future__ import annotations
